@@ -1,0 +1,182 @@
+// Package caddymodule is the Caddy adapter of caddy-gongbao: the "gongbao"
+// app (keys, mappings, limits shared by every handler), the
+// http.handlers.gongbao middleware that sits in front of reverse_proxy, the
+// Caddyfile syntax and the "caddy gongbao" command. The protocol, mapping and
+// store engines live in Caddy-free packages below this one; this package
+// only wires them into Caddy's lifecycle.
+package caddymodule
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
+	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// defaultMaxBodySize bounds a platform message. The largest real message
+// (insureRequest with ciphertext fields) is a few kilobytes.
+const defaultMaxBodySize = 1 << 20
+
+// App is the "gongbao" app: what every gongbao handler on every server
+// shares. It is configured with the `gongbao` global option.
+type App struct {
+	// SignKey is the key replies and callbacks are signed with. Use a
+	// placeholder such as "{env.GONGBAO_SIGN_KEY}" or
+	// "{file./run/secrets/gongbao}" so the key never appears in the
+	// config; placeholders are resolved at provisioning. Required.
+	SignKey string `json:"sign_key,omitempty"`
+
+	// VerifyKeys are the keys a platform signature may be made with.
+	// Several may be listed while a key is being rotated. Default: the
+	// sign key alone. Placeholders as for sign_key.
+	VerifyKeys []string `json:"verify_keys,omitempty"`
+
+	// Mappings is the folder of mapping files (*.yaml). Default: the
+	// mappings shipped with the module, compiled into the binary.
+	Mappings string `json:"mappings,omitempty"`
+
+	// MaxBodySize is the largest platform message accepted, in bytes.
+	// Default: 1 MiB.
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
+	// MaxDepth, MaxElements and MaxValueChars bound the shape of a
+	// platform message. Defaults: those of the protocol package.
+	MaxDepth      int `json:"max_depth,omitempty"`
+	MaxElements   int `json:"max_elements,omitempty"`
+	MaxValueChars int `json:"max_value_chars,omitempty"`
+
+	signKey    string
+	verifyKeys []string
+	mappings   *mapping.Set
+	limits     protocol.Limits
+	logger     *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "gongbao",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// builtinMappings holds the mapping files shipped with the module. The root
+// package of the module embeds them and registers them here, because Go's
+// embed cannot reach a folder above the embedding package.
+var builtinMappings fs.FS
+
+// RegisterBuiltinMappings makes fsys (a tree with a "mappings" folder) the
+// default mapping set.
+func RegisterBuiltinMappings(fsys fs.FS) { builtinMappings = fsys }
+
+// Provision resolves keys, compiles the mappings and sets limits.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	a.signKey = repl.ReplaceKnown(a.SignKey, "")
+	a.verifyKeys = a.verifyKeys[:0]
+	for _, k := range a.VerifyKeys {
+		if resolved := repl.ReplaceKnown(k, ""); resolved != "" {
+			a.verifyKeys = append(a.verifyKeys, resolved)
+		}
+	}
+	if len(a.VerifyKeys) == 0 && a.signKey != "" {
+		a.verifyKeys = []string{a.signKey}
+	}
+	if a.MaxBodySize == 0 {
+		a.MaxBodySize = defaultMaxBodySize
+	}
+	a.limits = protocol.Limits{
+		MaxBytes:      int(a.MaxBodySize),
+		MaxDepth:      a.MaxDepth,
+		MaxElements:   a.MaxElements,
+		MaxValueChars: a.MaxValueChars,
+	}
+	set, err := a.loadMappings()
+	if err != nil {
+		return err
+	}
+	a.mappings = set
+	return nil
+}
+
+func (a *App) loadMappings() (*mapping.Set, error) {
+	if a.Mappings != "" {
+		set, err := mapping.LoadDir(a.Mappings)
+		if err != nil {
+			return nil, fmt.Errorf("gongbao mappings: %w", err)
+		}
+		return set, nil
+	}
+	if builtinMappings == nil {
+		return nil, errors.New("gongbao: no mappings folder configured and no built-in mappings in this binary")
+	}
+	set, err := mapping.LoadFS(builtinMappings, "mappings")
+	if err != nil {
+		return nil, fmt.Errorf("gongbao built-in mappings: %w", err)
+	}
+	return set, nil
+}
+
+// Validate checks the provisioned configuration. Messages name the
+// setting, never its value: values here are secrets.
+func (a *App) Validate() error {
+	if a.signKey == "" {
+		if a.SignKey == "" {
+			return errors.New("gongbao: sign_key is required (for example sign_key {env.GONGBAO_SIGN_KEY})")
+		}
+		return fmt.Errorf("gongbao: sign_key %s resolved to an empty value (is the variable or file set?)", describePlaceholder(a.SignKey))
+	}
+	if len(a.verifyKeys) == 0 {
+		return errors.New("gongbao: every verify_key resolved to an empty value")
+	}
+	if a.MaxBodySize < 0 {
+		return errors.New("gongbao: max_body_size must be positive")
+	}
+	if len(a.mappings.Inbound) == 0 {
+		return errors.New("gongbao: the mapping set has no inbound message")
+	}
+	return nil
+}
+
+// describePlaceholder names a key setting for an error message without
+// revealing it: a placeholder is shown (it is only a name), a literal is not.
+func describePlaceholder(s string) string {
+	if strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}") {
+		return s
+	}
+	return "(literal value)"
+}
+
+// Start implements caddy.App.
+func (a *App) Start() error { return nil }
+
+// Stop implements caddy.App.
+func (a *App) Stop() error { return nil }
+
+// inbound returns the mapping for a request root element.
+func (a *App) inbound(root string) (*mapping.Inbound, bool) {
+	m, ok := a.mappings.Inbound[root]
+	return m, ok
+}
+
+// humanSize is used in messages about the body limit.
+func humanSize(n int64) string { return humanize.IBytes(uint64(n)) }
+
+// Interface guards
+var (
+	_ caddy.App         = (*App)(nil)
+	_ caddy.Provisioner = (*App)(nil)
+	_ caddy.Validator   = (*App)(nil)
+)

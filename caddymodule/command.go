@@ -1,0 +1,251 @@
+package caddymodule
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+)
+
+func init() {
+	caddycmd.RegisterCommand(caddycmd.Command{
+		Name:  "gongbao",
+		Usage: "<sign|verify|send> [flags]",
+		Short: "Signs, verifies and sends 工保网 protocol messages",
+		Long: `
+Tools for the 工保网 signed-XML protocol. Keys are read from an environment
+variable (--key-env, default GONGBAO_SIGN_KEY) or a file (--key-file), never
+from the command line, and are never printed.
+
+  caddy gongbao sign   [--file F] [--new-uuid]   prints F (or stdin) signed
+  caddy gongbao verify [--file F]                exit 0 if the sign verifies
+  caddy gongbao send   --url U --file F          signs, posts, verifies the reply
+
+Exit status: 0 success; 1 usage or I/O error; 2 a signature does not verify;
+3 (send) the reply verified but says resultFlag=false.`,
+		CobraFunc: func(cmd *cobra.Command) {
+			cmd.AddCommand(signCommand(), verifyCommand(), sendCommand())
+		},
+	})
+}
+
+// keyFlags are the flags every subcommand uses to find the key.
+type keyFlags struct {
+	env  string
+	file string
+}
+
+func (k *keyFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&k.env, "key-env", "GONGBAO_SIGN_KEY", "environment variable holding the key")
+	cmd.Flags().StringVar(&k.file, "key-file", "", "file holding the key (overrides --key-env)")
+}
+
+// key reads the key. Errors name where it was looked for, never its value.
+func (k *keyFlags) key() (string, error) {
+	if k.file != "" {
+		data, err := os.ReadFile(k.file)
+		if err != nil {
+			return "", fmt.Errorf("reading key file: %w", err)
+		}
+		key := strings.TrimRight(string(data), "\r\n")
+		if key == "" {
+			return "", fmt.Errorf("key file %s is empty", k.file)
+		}
+		return key, nil
+	}
+	key := os.Getenv(k.env)
+	if key == "" {
+		return "", fmt.Errorf("environment variable %s is empty; set it or use --key-file", k.env)
+	}
+	return key, nil
+}
+
+// exitError carries a specific exit status out of a cobra RunE.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+
+func run(fn func(cmd *cobra.Command) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		err := fn(cmd)
+		var ee exitError
+		if errors.As(err, &ee) {
+			fmt.Fprintln(cmd.ErrOrStderr(), "gongbao:", ee.err)
+			os.Exit(ee.code)
+		}
+		return err
+	}
+}
+
+func readInput(file string, stdin io.Reader) ([]byte, error) {
+	if file == "" || file == "-" {
+		return io.ReadAll(io.LimitReader(stdin, 16<<20))
+	}
+	return os.ReadFile(file)
+}
+
+func signCommand() *cobra.Command {
+	var keys keyFlags
+	var file string
+	var newUUID bool
+	cmd := &cobra.Command{
+		Use:   "sign [--file F] [--new-uuid]",
+		Short: "Prints a message with its sign (re)computed over its body",
+	}
+	keys.register(cmd)
+	cmd.Flags().StringVar(&file, "file", "", "message file (default: standard input)")
+	cmd.Flags().BoolVar(&newUUID, "new-uuid", false, "give the message a fresh requestUUID")
+	cmd.RunE = run(func(cmd *cobra.Command) error {
+		signed, err := signInput(&keys, file, newUUID, cmd.InOrStdin())
+		if err != nil {
+			return exitError{1, err}
+		}
+		_, err = cmd.OutOrStdout().Write(signed)
+		return err
+	})
+	return cmd
+}
+
+func signInput(keys *keyFlags, file string, newUUID bool, stdin io.Reader) ([]byte, error) {
+	key, err := keys.key()
+	if err != nil {
+		return nil, err
+	}
+	data, err := readInput(file, stdin)
+	if err != nil {
+		return nil, err
+	}
+	uuid := ""
+	if newUUID {
+		uuid = protocol.NewUUID()
+	}
+	return protocol.Resign(data, key, uuid)
+}
+
+func verifyCommand() *cobra.Command {
+	var keys keyFlags
+	var file string
+	cmd := &cobra.Command{
+		Use:   "verify [--file F]",
+		Short: "Checks a message's sign; exit status 0 when it verifies",
+	}
+	keys.register(cmd)
+	cmd.Flags().StringVar(&file, "file", "", "message file (default: standard input)")
+	cmd.RunE = run(func(cmd *cobra.Command) error {
+		key, err := keys.key()
+		if err != nil {
+			return exitError{1, err}
+		}
+		data, err := readInput(file, cmd.InOrStdin())
+		if err != nil {
+			return exitError{1, err}
+		}
+		env, err := protocol.Parse(data, protocol.Limits{})
+		if err != nil {
+			return exitError{1, fmt.Errorf("not a valid message: %w", err)}
+		}
+		if err := verifyEnvelope(env, key); err != nil {
+			return exitError{2, err}
+		}
+		fmt.Fprintf(cmd.OutOrStdout(), "ok: %s %s signature verifies\n", env.Root, env.RequestUUID)
+		return nil
+	})
+	return cmd
+}
+
+func verifyEnvelope(env *protocol.Envelope, key string) error {
+	if env.Sign == "" {
+		return fmt.Errorf("%s: the head has no sign", env.Root)
+	}
+	if _, ok := protocol.VerifyAny(env.SignedValue(), env.Sign, []string{key}); !ok {
+		return fmt.Errorf("%s: the sign does not match the body with the configured key", env.Root)
+	}
+	return nil
+}
+
+func sendCommand() *cobra.Command {
+	var keys keyFlags
+	var file, url string
+	var newUUID bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "send --url U --file F",
+		Short: "Signs a message, posts it, verifies and prints the signed reply",
+	}
+	keys.register(cmd)
+	cmd.Flags().StringVar(&url, "url", "", "where to post (required)")
+	cmd.Flags().StringVar(&file, "file", "", "message file (required; - for standard input)")
+	cmd.Flags().BoolVar(&newUUID, "new-uuid", false, "give the message a fresh requestUUID")
+	cmd.Flags().DurationVar(&timeout, "timeout", 30*time.Second, "give up after this long")
+	cmd.RunE = run(func(cmd *cobra.Command) error {
+		if url == "" || file == "" {
+			return exitError{1, errors.New("--url and --file are required")}
+		}
+		signed, err := signInput(&keys, file, newUUID, cmd.InOrStdin())
+		if err != nil {
+			return exitError{1, err}
+		}
+		key, _ := keys.key()
+		reply, err := post(cmd.Context(), url, signed, timeout)
+		if err != nil {
+			return exitError{1, err}
+		}
+		cmd.OutOrStdout().Write(append(reply, '\n'))
+		return judgeReply(reply, key)
+	})
+	return cmd
+}
+
+// post sends one message and returns the reply body.
+func post(ctx context.Context, url string, body []byte, timeout time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/xml; charset=UTF-8")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	reply, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return reply, fmt.Errorf("HTTP %d from %s", resp.StatusCode, url)
+	}
+	return reply, nil
+}
+
+// judgeReply verifies a reply and turns its resultFlag into an exit status.
+func judgeReply(reply []byte, key string) error {
+	env, err := protocol.Parse(reply, protocol.Limits{})
+	if err != nil {
+		return exitError{2, fmt.Errorf("the reply is not a valid message: %w", err)}
+	}
+	if err := verifyEnvelope(env, key); err != nil {
+		return exitError{2, fmt.Errorf("reply: %w", err)}
+	}
+	flag, _ := env.Text("resultFlag")
+	if flag != "true" {
+		msg, _ := env.Text("resultMessage")
+		return exitError{3, fmt.Errorf("the reply verifies but says resultFlag=%s: %s", flag, msg)}
+	}
+	return nil
+}

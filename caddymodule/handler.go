@@ -1,0 +1,270 @@
+package caddymodule
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
+	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// defaultMaxCoreReplySize bounds what is read back from the core.
+const defaultMaxCoreReplySize = 1 << 20
+
+// Handler is the platform-facing middleware. It turns a signed platform
+// message into a JSON call on the next handler (normally reverse_proxy to
+// the core), then turns the core's JSON answer into a signed XML reply.
+// Every failure is answered with a well-formed, signed resultFlag=false
+// reply; the handler never answers the platform with an empty body.
+type Handler struct {
+	// Messages limits the request root elements this route serves, for
+	// example ["insureRequest"]. Default: every inbound mapping.
+	Messages []string `json:"messages,omitempty"`
+
+	// MaxCoreReplySize bounds the core's reply, in bytes. Default: 1 MiB.
+	MaxCoreReplySize int64 `json:"max_core_reply_size,omitempty"`
+
+	app     *App
+	allowed map[string]bool
+	logger  *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.gongbao",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision finds the gongbao app and checks the message list against it.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	appIface, err := ctx.App("gongbao")
+	if err != nil {
+		return fmt.Errorf("gongbao handler: loading the gongbao app: %w", err)
+	}
+	h.app = appIface.(*App)
+	if h.MaxCoreReplySize == 0 {
+		h.MaxCoreReplySize = defaultMaxCoreReplySize
+	}
+	if len(h.Messages) > 0 {
+		h.allowed = make(map[string]bool, len(h.Messages))
+		for _, m := range h.Messages {
+			if _, ok := h.app.inbound(m); !ok {
+				return fmt.Errorf("gongbao handler: message %q has no inbound mapping", m)
+			}
+			h.allowed[m] = true
+		}
+	}
+	return nil
+}
+
+// exchange carries one platform request through the handler.
+type exchange struct {
+	start       time.Time
+	root        string // request root, once known
+	replyRoot   string
+	requestUUID string
+	mapping     *mapping.Inbound
+	coreStatus  int
+	coreTime    time.Duration
+}
+
+// ServeHTTP implements caddyhttp.MiddlewareHandler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	x := &exchange{start: time.Now(), root: rootFromPath(r.URL.Path)}
+	elements, err := h.process(x, w, r, next)
+	if err != nil {
+		return h.writeFailure(w, x, err)
+	}
+	return h.writeReply(w, x, elements, "ok")
+}
+
+// process runs the exchange up to the reply body. Any error it returns is
+// turned into a signed failure reply by writeFailure.
+func (h *Handler) process(x *exchange, w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) ([]protocol.Element, error) {
+	body, err := readLimited(r.Body, h.app.MaxBodySize)
+	if err != nil {
+		return nil, err
+	}
+	env, err := protocol.Parse(body, h.app.limits)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.dispatch(x, env); err != nil {
+		return nil, err
+	}
+	if err := h.verify(env); err != nil {
+		return nil, err
+	}
+	coreBody, err := x.mapping.Request.XMLToJSON(env.Body, h.vars())
+	if err != nil {
+		return nil, err
+	}
+	answer, err := h.callCore(x, w, r, next, coreBody)
+	if err != nil {
+		return nil, err
+	}
+	elements, err := x.mapping.Reply.JSONToXML(answer, h.vars())
+	if err != nil {
+		return nil, coreError{kind: coreInvalid, status: x.coreStatus, cause: err}
+	}
+	return elements, nil
+}
+
+// dispatch picks the mapping for the message's root element.
+func (h *Handler) dispatch(x *exchange, env *protocol.Envelope) error {
+	if x.root != "" && x.root != env.Root {
+		return requestError{msg: fmt.Sprintf("报文根节点 %s 与请求地址 %s 不符", env.Root, x.root), reason: "root_mismatch"}
+	}
+	x.root = env.Root
+	x.requestUUID = env.RequestUUID
+	m, ok := h.app.inbound(env.Root)
+	if !ok || (h.allowed != nil && !h.allowed[env.Root]) {
+		return requestError{msg: "不支持的报文类型: " + env.Root, reason: "unknown_message"}
+	}
+	x.mapping = m
+	x.replyRoot = m.ReplyRoot
+	if env.RequestUUID == "" {
+		return requestError{msg: "报文头缺少requestUUID", reason: "missing_uuid"}
+	}
+	return nil
+}
+
+// verify checks the platform's signature against every accepted key.
+func (h *Handler) verify(env *protocol.Envelope) error {
+	if env.Sign == "" {
+		return errSignature{missing: true}
+	}
+	if _, ok := protocol.VerifyAny(env.SignedValue(), env.Sign, h.app.verifyKeys); !ok {
+		return errSignature{}
+	}
+	return nil
+}
+
+// vars are the runtime variables mapping rows may refer to.
+func (h *Handler) vars() mapping.Vars {
+	return mapping.Vars{"now": time.Now().In(shanghai).Format("2006-01-02 15:04:05")}
+}
+
+// callCore rewrites the request into the mapping's JSON call, runs the
+// next handler into a recorder and returns the core's answer body when it
+// is one the reply mapping should translate.
+func (h *Handler) callCore(x *exchange, w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, body []byte) ([]byte, error) {
+	coreReq := h.coreRequest(x, r, body)
+	rec := newCoreRecorder(h.MaxCoreReplySize)
+	began := time.Now()
+	err := next.ServeHTTP(rec, coreReq)
+	x.coreTime = time.Since(began)
+	x.coreStatus = rec.status()
+	if err != nil {
+		return nil, coreError{kind: coreUnavailable, cause: err}
+	}
+	if rec.overflow {
+		return nil, coreError{kind: coreInvalid, status: x.coreStatus, cause: errors.New("core reply exceeds max_core_reply_size")}
+	}
+	return classifyCoreAnswer(x.coreStatus, rec.body.Bytes())
+}
+
+// coreRequest builds the request the core receives. The platform's own
+// headers mean nothing to the core, so the core sees a fresh set.
+func (h *Handler) coreRequest(x *exchange, r *http.Request, body []byte) *http.Request {
+	req := r.Clone(r.Context())
+	req.Method = x.mapping.Method
+	req.URL.Path = x.mapping.Path
+	req.URL.RawPath = ""
+	req.URL.RawQuery = ""
+	req.RequestURI = ""
+	req.Body = io.NopCloser(bytes.NewReader(body))
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	req.ContentLength = int64(len(body))
+	req.TransferEncoding = nil
+	req.Header = http.Header{
+		"Content-Type":      {"application/json; charset=utf-8"},
+		"Accept":            {"application/json"},
+		"Accept-Encoding":   {"identity"},
+		"Idempotency-Key":   {x.requestUUID},
+		"X-Request-Id":      {requestID(r)},
+		"X-Gongbao-Message": {x.root},
+	}
+	return req
+}
+
+// requestID is Caddy's own id for this HTTP exchange, so a core log line
+// can be matched with Caddy's access log.
+func requestID(r *http.Request) string {
+	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
+		if id, ok := repl.GetString("http.request.uuid"); ok && id != "" {
+			return id
+		}
+	}
+	return protocol.NewUUID()
+}
+
+// answerStatuses are the non-2xx statuses whose JSON body is a business
+// answer (a refusal with the core's own message) rather than a failure.
+var answerStatuses = map[int]bool{http.StatusUnprocessableEntity: true}
+
+// classifyCoreAnswer decides whether the core answered: a 2xx or a business
+// refusal is translated; anything else is a failure of the core.
+func classifyCoreAnswer(status int, body []byte) ([]byte, error) {
+	switch {
+	case status >= 200 && status < 300, answerStatuses[status]:
+		return body, nil
+	case status == http.StatusTooManyRequests || status >= 500:
+		return nil, coreError{kind: coreUnavailable, status: status}
+	default:
+		return nil, coreError{kind: coreRejected, status: status, detail: coreMessage(body)}
+	}
+}
+
+// rootFromPath reads the optional /<rootElement> suffix of the route, as
+// in /gongbao/insureRequest.
+func rootFromPath(p string) string {
+	p = strings.TrimSuffix(p, "/")
+	i := strings.LastIndexByte(p, '/')
+	last := p[i+1:]
+	if strings.HasSuffix(last, "Request") && len(last) > len("Request") {
+		return last
+	}
+	return ""
+}
+
+// readLimited reads at most limit bytes, failing clearly past it.
+func readLimited(body io.Reader, limit int64) ([]byte, error) {
+	if body == nil {
+		return nil, nil
+	}
+	data, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		return nil, requestError{msg: "读取报文失败", reason: "read_error", cause: err}
+	}
+	if int64(len(data)) > limit {
+		return nil, requestError{msg: fmt.Sprintf("报文超过大小限制(最大 %s)", humanSize(limit)), reason: "too_large"}
+	}
+	return data, nil
+}
+
+// shanghai is China Standard Time. A fixed zone (China has no daylight
+// saving) keeps static builds independent of the host's tzdata.
+var shanghai = time.FixedZone("CST", 8*3600)
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

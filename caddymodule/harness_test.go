@@ -1,0 +1,198 @@
+package caddymodule_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddytest"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+)
+
+// sidecarURL is where the test Caddy serves the platform endpoint.
+const sidecarURL = "http://localhost:9080/gongbao"
+
+// recordedCall is one request as the core received it.
+type recordedCall struct {
+	Method, Path string
+	Header       http.Header
+	Body         []byte
+}
+
+// coreFixture is the reference core behind a recorder, with an optional
+// override that replaces it to inject failures.
+type coreFixture struct {
+	core *core.Core
+	srv  *httptest.Server
+
+	mu       sync.Mutex
+	calls    []recordedCall
+	override http.HandlerFunc
+}
+
+func startCore(t *testing.T) *coreFixture {
+	t.Helper()
+	f := &coreFixture{}
+	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
+	f.core = core.New(core.Config{PublicURL: f.srv.URL})
+	t.Cleanup(func() {
+		f.srv.Close()
+		f.core.Close()
+	})
+	return f
+}
+
+func (f *coreFixture) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	f.mu.Lock()
+	if strings.HasPrefix(r.URL.Path, "/v1/") && r.Method == http.MethodPost {
+		f.calls = append(f.calls, recordedCall{r.Method, r.URL.Path, r.Header.Clone(), body})
+	}
+	override := f.override
+	f.mu.Unlock()
+	if override != nil {
+		override(w, r)
+		return
+	}
+	f.core.Handler().ServeHTTP(w, r)
+}
+
+func (f *coreFixture) setOverride(h http.HandlerFunc) {
+	f.mu.Lock()
+	f.override = h
+	f.mu.Unlock()
+}
+
+// callCount is how many API calls reached the core.
+func (f *coreFixture) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.calls)
+}
+
+func (f *coreFixture) lastCall(t *testing.T) recordedCall {
+	t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.calls) == 0 {
+		t.Fatal("the core was not called")
+	}
+	return f.calls[len(f.calls)-1]
+}
+
+// sidecarConfig is the Caddyfile the tests run: the platform endpoint in
+// front of coreAddr, with the repository's mappings.
+func sidecarConfig(t *testing.T, coreAddr, extraGlobal, extraProxy string) string {
+	t.Helper()
+	mappings, err := filepath.Abs(repoPath("mappings"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf(`{
+	admin localhost:2999
+	http_port 9080
+	https_port 9443
+	skip_install_trust
+	persist_config off
+	gongbao {
+		sign_key {env.GONGBAO_TEST_KEY}
+		mappings %s
+		max_body_size 64KiB
+		%s
+	}
+}
+
+http://localhost:9080 {
+	handle /gongbao* {
+		gongbao
+		reverse_proxy %s {
+			transport http {
+				dial_timeout 2s
+				response_header_timeout 2s
+			}
+			%s
+		}
+	}
+}
+`, mappings, extraGlobal, coreAddr, extraProxy)
+}
+
+// startSidecar loads cfg into the test Caddy. caddytest skips (passes
+// silently) when Caddy cannot start; here that is a failure.
+func startSidecar(t *testing.T, cfg string) *caddytest.Tester {
+	t.Helper()
+	t.Cleanup(func() {
+		if t.Skipped() {
+			t.Error("caddytest skipped the test: Caddy did not start (run without -short and without -trimpath)")
+		}
+	})
+	tester := caddytest.NewTester(t)
+	tester.InitServer(cfg, "caddyfile")
+	return tester
+}
+
+// post sends a platform message and returns the parsed, verified reply.
+func post(t *testing.T, tester *caddytest.Tester, url string, msg []byte) (*protocol.Envelope, []byte) {
+	t.Helper()
+	resp, err := tester.Client.Post(url, "application/xml; charset=UTF-8", bytes.NewReader(msg))
+	if err != nil {
+		t.Fatalf("posting to the sidecar: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, body %s", resp.StatusCode, raw)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/xml; charset=UTF-8" {
+		t.Errorf("Content-Type = %q", ct)
+	}
+	env, err := protocol.Parse(raw, protocol.Limits{})
+	if err != nil {
+		t.Fatalf("the reply is not a well-formed message: %v\n%s", err, raw)
+	}
+	if _, ok := protocol.VerifyAny(env.SignedValue(), env.Sign, []string{testKey}); !ok {
+		t.Fatalf("the reply's signature does not verify:\n%s", raw)
+	}
+	return env, raw
+}
+
+// text reads a body leaf of a reply.
+func text(env *protocol.Envelope, path ...string) string {
+	s, _ := env.Text(path...)
+	return s
+}
+
+// sample reads testdata/messages/<name>.
+func sample(t *testing.T, name string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(repoPath("testdata", "messages", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// signed re-signs msg with key and a fresh requestUUID, after replacing
+// each old→new pair in its body.
+func signed(t *testing.T, msg []byte, key string, replace ...string) []byte {
+	t.Helper()
+	msg = []byte(strings.NewReplacer(replace...).Replace(string(msg)))
+	out, err := protocol.Resign(msg, key, protocol.NewUUID())
+	if err != nil {
+		t.Fatalf("signing: %v", err)
+	}
+	return out
+}

@@ -1,0 +1,511 @@
+package mapping
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// LoadDir loads every *.yaml and *.yml file of dir (not recursive; names
+// starting with "." are skipped). Errors name the file relative to dir and
+// the line: "insure.yaml:12: unknown type \"decmial\" …"; all problems of
+// all files are reported, joined.
+func LoadDir(dir string) (*Set, error) {
+	return load(os.DirFS(dir), ".", dir)
+}
+
+// LoadFS is LoadDir on a file system, e.g. the embedded default mappings.
+func LoadFS(fsys fs.FS, dir string) (*Set, error) {
+	return load(fsys, dir, dir)
+}
+
+func load(fsys fs.FS, dir, label string) (*Set, error) {
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, fmt.Errorf("reading mapping folder %q: %w", label, err)
+	}
+	set := &Set{Inbound: map[string]*Inbound{}, Outbound: map[string]*Outbound{}}
+	var errs []error
+	files := 0
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || strings.HasPrefix(name, ".") ||
+			!strings.HasSuffix(name, ".yaml") && !strings.HasSuffix(name, ".yml") {
+			continue
+		}
+		files++
+		data, err := fs.ReadFile(fsys, path.Join(dir, name))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("reading mapping %q: %w", name, err))
+			continue
+		}
+		m, err := ParseFile(name, data)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := set.add(m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if files == 0 {
+		return nil, fmt.Errorf("%w: no *.yaml or *.yml file in %q", ErrNoMappings, label)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return set, nil
+}
+
+// add registers a parsed file; two files may not claim one message or event.
+func (s *Set) add(m any) error {
+	switch m := m.(type) {
+	case *Inbound:
+		if prev, ok := s.Inbound[m.Message]; ok {
+			return &LoadError{File: m.File, Line: m.line,
+				Msg: fmt.Sprintf("message %q is already mapped by %s:%d", m.Message, prev.File, prev.line)}
+		}
+		s.Inbound[m.Message] = m
+	case *Outbound:
+		if prev, ok := s.Outbound[m.Event]; ok {
+			return &LoadError{File: m.File, Line: m.line,
+				Msg: fmt.Sprintf("event %q is already mapped by %s:%d", m.Event, prev.File, prev.line)}
+		}
+		s.Outbound[m.Event] = m
+	}
+	return nil
+}
+
+// ParseFile parses and compiles one mapping file; name is used in errors
+// and as File. The result is *Inbound (the file has message:) or *Outbound
+// (it has event:).
+func ParseFile(name string, data []byte) (any, error) {
+	p := &parser{file: name, zone: defaultZone}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.errf(nil, "empty mapping file")
+		} else {
+			p.yamlErr(err)
+		}
+		return nil, p.err()
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		if err != nil {
+			p.yamlErr(err)
+		} else {
+			p.errf(&extra, "only one YAML document per file")
+		}
+		return nil, p.err()
+	}
+	if len(doc.Content) == 0 {
+		p.errf(nil, "empty mapping file")
+		return nil, p.err()
+	}
+	m := p.file1(doc.Content[0])
+	if err := p.err(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// parser collects every problem of one file.
+type parser struct {
+	file string
+	zone *time.Location // file default for datetime rows
+	errs []error
+}
+
+func (p *parser) errf(n *yaml.Node, format string, args ...any) {
+	line := 0
+	if n != nil {
+		line = n.Line
+	}
+	p.errAt(line, format, args...)
+}
+
+func (p *parser) errAt(line int, format string, args ...any) {
+	p.errs = append(p.errs, &LoadError{File: p.file, Line: line, Msg: fmt.Sprintf(format, args...)})
+}
+
+// err reports the file's problems in line order.
+func (p *parser) err() error {
+	slices.SortStableFunc(p.errs, func(a, b error) int {
+		return a.(*LoadError).Line - b.(*LoadError).Line
+	})
+	switch len(p.errs) {
+	case 0:
+		return nil
+	case 1:
+		return p.errs[0]
+	}
+	return errors.Join(p.errs...)
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// yamlErr turns "yaml: line 3: did not find expected key" into file:3.
+func (p *parser) yamlErr(err error) {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		p.errAt(line, "%s", m[2])
+		return
+	}
+	p.errAt(0, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+// kv is one key and its value in a YAML mapping.
+type kv struct{ k, v *yaml.Node }
+
+// resolve follows YAML aliases (*anchor).
+func resolve(n *yaml.Node) *yaml.Node {
+	for n != nil && n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	return n
+}
+
+// fields reads a YAML mapping whose keys must all be in known, reporting
+// unknown and repeated keys.
+func (p *parser) fields(n *yaml.Node, what string, known []string) map[string]kv {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		p.errf(n, "%s must be a mapping", what)
+		return nil
+	}
+	out := make(map[string]kv, len(n.Content)/2)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolve(n.Content[i+1])
+		if !p.knownKey(k, what, known) {
+			continue
+		}
+		if prev, dup := out[k.Value]; dup {
+			p.errf(k, "duplicate key %q (first at line %d)", k.Value, prev.k.Line)
+			continue
+		}
+		out[k.Value] = kv{k, v}
+	}
+	return out
+}
+
+func (p *parser) knownKey(k *yaml.Node, what string, known []string) bool {
+	if k.Kind != yaml.ScalarNode {
+		p.errf(k, "%s keys must be plain words", what)
+		return false
+	}
+	if slices.Contains(known, k.Value) {
+		return true
+	}
+	p.errf(k, "unknown key %q in %s%s", k.Value, what, suggest(k.Value, known))
+	return false
+}
+
+// suggest offers the nearest known word for a typo.
+func suggest(got string, known []string) string {
+	best, bestD := "", 3
+	for _, w := range known {
+		if d := editDistance(got, w); d < bestD {
+			best, bestD = w, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf(" (did you mean %q?)", best)
+}
+
+// editDistance is the Levenshtein distance (short words only).
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// str reads a non-empty plain string scalar.
+func (p *parser) str(f kv) (string, bool) {
+	if f.v.Kind != yaml.ScalarNode || f.v.Tag == "!!null" {
+		p.errf(f.v, "%s must be a single value", f.k.Value)
+		return "", false
+	}
+	if f.v.Value == "" {
+		p.errf(f.v, "%s must not be empty", f.k.Value)
+		return "", false
+	}
+	return f.v.Value, true
+}
+
+func (p *parser) boolean(f kv) bool {
+	var b bool
+	if f.v.Kind != yaml.ScalarNode || f.v.Tag != "!!bool" || f.v.Decode(&b) != nil {
+		p.errf(f.v, "%s must be true or false, not %q", f.k.Value, f.v.Value)
+		return false
+	}
+	return b
+}
+
+func (p *parser) integer(f kv, minimum int) (int, bool) {
+	n, err := strconv.Atoi(f.v.Value)
+	if f.v.Kind != yaml.ScalarNode || f.v.Tag != "!!int" || err != nil || n < minimum {
+		p.errf(f.v, "%s must be a whole number of at least %d, not %q", f.k.Value, minimum, f.v.Value)
+		return 0, false
+	}
+	return n, true
+}
+
+// value reads const:/default: — any scalar but null, taken as text.
+func (p *parser) value(f kv) (string, bool) {
+	if f.v.Kind != yaml.ScalarNode || f.v.Tag == "!!null" {
+		p.errf(f.v, "%s must be a single value (quote it: \"\" for empty)", f.k.Value)
+		return "", false
+	}
+	return f.v.Value, true
+}
+
+var (
+	inboundKeys  = []string{"message", "reply", "core", "request", "timezone"}
+	outboundKeys = []string{"event", "callback", "reply", "order_key", "event_id", "body", "timezone"}
+	coreKeys     = []string{"method", "path"}
+	httpMethods  = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
+	eventName    = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+)
+
+// file1 compiles the top-level mapping. In inbound files `reply:` appears
+// twice, as in the contract: once with the reply root (a name) and once
+// with the reply rows (a list); the YAML kind tells them apart.
+func (p *parser) file1(n *yaml.Node) any {
+	n = resolve(n)
+	if n.Kind != yaml.MappingNode {
+		p.errf(n, "a mapping file is a YAML mapping starting with message: (inbound) or event: (outbound)")
+		return nil
+	}
+	inbound, outbound := false, false
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		switch n.Content[i].Value {
+		case "message":
+			inbound = true
+		case "event":
+			outbound = true
+		}
+	}
+	switch {
+	case inbound && outbound:
+		p.errf(n, "a mapping file has message: (inbound) or event: (outbound), not both")
+		return nil
+	case !inbound && !outbound:
+		p.errf(n, "missing message: (inbound request root) or event: (outbound event name)")
+		return nil
+	}
+	known, what := inboundKeys, "inbound mapping"
+	if outbound {
+		known, what = outboundKeys, "outbound mapping"
+	}
+	top := map[string]kv{}
+	var replyRows kv
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], resolve(n.Content[i+1])
+		if !p.knownKey(k, what, known) {
+			continue
+		}
+		key := k.Value
+		if key == "reply" && v.Kind == yaml.SequenceNode {
+			if outbound {
+				p.errf(k, "reply: of an outbound mapping is the platform reply root; rows go under body:")
+				continue
+			}
+			if replyRows.k != nil {
+				p.errf(k, "duplicate reply rows (first at line %d)", replyRows.k.Line)
+				continue
+			}
+			replyRows = kv{k, v}
+			continue
+		}
+		if prev, dup := top[key]; dup {
+			p.errf(k, "duplicate key %q (first at line %d)", key, prev.k.Line)
+			continue
+		}
+		top[key] = kv{k, v}
+	}
+	if f, ok := top["timezone"]; ok {
+		if name, ok := p.str(f); ok {
+			zone, err := loadZone(name)
+			if err != nil {
+				p.errf(f.v, "%v", err)
+			} else {
+				p.zone = zone
+			}
+		}
+	}
+	if inbound {
+		return p.inbound(n, top, replyRows)
+	}
+	return p.outbound(n, top)
+}
+
+// rootName reads a required XML root element name.
+func (p *parser) rootName(n *yaml.Node, top map[string]kv, key, what string) string {
+	f, ok := top[key]
+	if !ok {
+		p.errf(n, "missing %s: (%s)", key, what)
+		return ""
+	}
+	if f.v.Kind == yaml.SequenceNode {
+		p.errf(f.v, "%s: must be the %s", key, what)
+		return ""
+	}
+	name, ok := p.str(f)
+	if ok && !isXMLName(name) {
+		p.errf(f.v, "%s %q is not a valid element name", key, name)
+	}
+	return name
+}
+
+func (p *parser) inbound(n *yaml.Node, top map[string]kv, replyRows kv) *Inbound {
+	m := &Inbound{File: p.file}
+	m.Message = p.rootName(n, top, "message", "request root element, e.g. insureRequest")
+	if f, ok := top["message"]; ok {
+		m.line = f.v.Line
+	}
+	m.ReplyRoot = p.rootName(n, top, "reply", "reply root element, e.g. insureResponse")
+	if f, ok := top["core"]; !ok {
+		p.errf(n, "missing core: (method and path of the core call)")
+	} else {
+		m.Method, m.Path = p.core(f)
+	}
+	if f, ok := top["request"]; !ok {
+		p.errf(n, "missing request: rows (platform XML → core JSON)")
+	} else {
+		m.Request = p.rules(f, xmlToJSON, "")
+	}
+	if replyRows.k == nil {
+		p.errf(n, "missing reply: rows (core JSON → reply XML)")
+	} else {
+		m.Reply = p.rules(replyRows, jsonToXML, "核心系统应答")
+	}
+	return m
+}
+
+func (p *parser) core(f kv) (method, urlPath string) {
+	c := p.fields(f.v, "core", coreKeys)
+	if c == nil {
+		return "", ""
+	}
+	if mf, ok := c["method"]; !ok {
+		p.errf(f.v, "missing core.method (GET, POST, PUT, PATCH or DELETE)")
+	} else if method, ok = p.str(mf); ok && !slices.Contains(httpMethods, method) {
+		p.errf(mf.v, "core.method %q must be one of GET, POST, PUT, PATCH, DELETE", method)
+	}
+	if pf, ok := c["path"]; !ok {
+		p.errf(f.v, "missing core.path (e.g. /v1/proposals)")
+	} else if urlPath, ok = p.str(pf); ok && (!strings.HasPrefix(urlPath, "/") || strings.ContainsAny(urlPath, " \t\n")) {
+		p.errf(pf.v, "core.path %q must start with / and contain no spaces", urlPath)
+	}
+	return method, urlPath
+}
+
+func (p *parser) outbound(n *yaml.Node, top map[string]kv) *Outbound {
+	m := &Outbound{File: p.file}
+	if f, ok := top["event"]; ok {
+		m.line = f.v.Line
+		if name, ok := p.str(f); ok {
+			m.Event = name
+			if !eventName.MatchString(name) {
+				p.errf(f.v, "event %q must be lower-case words joined by -, e.g. policy-paid", name)
+			}
+		}
+	}
+	m.Callback = p.rootName(n, top, "callback", "callback request root element, e.g. queryPolicyRequest")
+	m.ReplyRoot = p.rootName(n, top, "reply", "platform reply root element, e.g. queryPolicyResponse")
+	if f, ok := top["order_key"]; ok {
+		m.OrderKey, m.orderSeg = p.jsonPath(f)
+	}
+	if f, ok := top["event_id"]; ok {
+		m.EventID, m.idSeg = p.jsonPath(f)
+	}
+	if f, ok := top["body"]; !ok {
+		p.errf(n, "missing body: rows (event JSON → callback XML)")
+	} else {
+		m.Body = p.rules(f, jsonToXML, "核心系统事件")
+	}
+	return m
+}
+
+// jsonPath reads a dot-separated JSON path.
+func (p *parser) jsonPath(f kv) (string, []string) {
+	s, ok := p.str(f)
+	if !ok {
+		return "", nil
+	}
+	segs := strings.Split(s, ".")
+	for _, seg := range segs {
+		if seg == "" {
+			p.errf(f.v, "%s path %q has an empty segment", f.k.Value, s)
+			return s, nil
+		}
+	}
+	return s, segs
+}
+
+// xmlPath reads a slash-separated element path.
+func (p *parser) xmlPath(f kv) (string, []string) {
+	s, ok := p.str(f)
+	if !ok {
+		return "", nil
+	}
+	segs := strings.Split(s, "/")
+	for _, seg := range segs {
+		if !isXMLName(seg) {
+			if seg == "" {
+				p.errf(f.v, "xml path %q has an empty segment", s)
+			} else {
+				p.errf(f.v, "xml path %q: %q is not a valid element name", s, seg)
+			}
+			return s, nil
+		}
+	}
+	return s, segs
+}
+
+// isXMLName accepts the element names the protocol can carry: ASCII
+// letters, digits, _ - . and non-ASCII letters, not starting with a digit,
+// - or . (no namespace prefixes).
+func isXMLName(s string) bool {
+	if s == "" || strings.HasPrefix(strings.ToLower(s), "xml") && len(s) == 3 {
+		return false
+	}
+	for i, c := range s {
+		switch {
+		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c > 0x7f:
+		case i > 0 && (c >= '0' && c <= '9' || c == '-' || c == '.'):
+		default:
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,146 @@
+package mapping
+
+import (
+	"errors"
+	"time"
+)
+
+// Sentinel errors. Load errors wrap ErrInvalidMapping; executor errors other
+// than *FieldError wrap one of the others.
+var (
+	// ErrInvalidMapping is wrapped by every *LoadError.
+	ErrInvalidMapping = errors.New("invalid mapping")
+	// ErrNoMappings means a mapping folder holds no *.yaml or *.yml file.
+	ErrNoMappings = errors.New("no mapping files")
+	// ErrInvalidJSON means the core sent something that is not one JSON object.
+	ErrInvalidJSON = errors.New("invalid JSON from core")
+	// ErrWrongDirection means XMLToJSON was called on reply/body rules or
+	// JSONToXML on request rules.
+	ErrWrongDirection = errors.New("mapping rules run in the other direction")
+)
+
+// Type is the declared type of a row's value.
+type Type string
+
+// The row types. Identifiers stay TypeString so leading zeros and a trailing
+// X survive; money is TypeDecimal and never passes through float64.
+const (
+	TypeString   Type = "string"
+	TypeDecimal  Type = "decimal"
+	TypeInteger  Type = "integer"
+	TypeBoolean  Type = "boolean"
+	TypeDatetime Type = "datetime"
+	TypeEnum     Type = "enum"
+)
+
+// Vars are runtime variables a row can read with `var:` (the caller provides
+// e.g. "now" and "insurance_code"). A missing or empty variable is absent.
+type Vars map[string]string
+
+// Set is every mapping of a folder, keyed for dispatch.
+type Set struct {
+	Inbound  map[string]*Inbound  // by request root, e.g. "insureRequest"
+	Outbound map[string]*Outbound // by event name, e.g. "policy-paid"
+}
+
+// Inbound maps one platform request to a core call and the core's answer
+// back to the platform reply.
+type Inbound struct {
+	File      string // file name the mapping came from (for messages)
+	Message   string // request root element, the dispatch key
+	ReplyRoot string // reply root element, e.g. "insureResponse"
+	Method    string // HTTP method of the core call
+	Path      string // HTTP path of the core call
+	Request   *Rules // request body XML → core JSON
+	Reply     *Rules // core JSON → reply body elements
+
+	line int // line of `message:` for duplicate reports
+}
+
+// Outbound maps one core event to a platform callback.
+type Outbound struct {
+	File      string // file name the mapping came from
+	Event     string // event name (route /events/<name>)
+	Callback  string // callback request root, e.g. "queryPolicyRequest"
+	ReplyRoot string // platform reply root, e.g. "queryPolicyResponse"
+	Body      *Rules // event JSON → callback body elements
+	OrderKey  string // JSON path of the per-policy ordering key ("" if none)
+	EventID   string // JSON path of the event's own id ("" if none)
+
+	line     int
+	orderSeg []string
+	idSeg    []string
+}
+
+// direction says which executor a Rules value serves.
+type direction uint8
+
+const (
+	xmlToJSON direction = iota + 1 // request rows
+	jsonToXML                      // reply and body rows
+)
+
+// Rules is one compiled list of rows. It is immutable after loading and safe
+// for concurrent use.
+type Rules struct {
+	dir    direction
+	origin string // who wrote the JSON side, for Chinese messages ("核心系统应答")
+	rows   []*Row
+	// tree is the output layout: JSON members (xml→json) or elements
+	// (json→xml), in first-appearance order with shared prefixes grouped.
+	tree []*outNode
+}
+
+// Rows returns the compiled rows in file order (for dry-run output, lineage
+// and masking). The rows must not be modified.
+func (r *Rules) Rows() []*Row {
+	if r == nil {
+		return nil
+	}
+	return r.rows
+}
+
+// Row is one compiled mapping row. The exported fields describe it; the rest
+// is the precompiled form the executors use.
+type Row struct {
+	Line     int    // line of the row in its file
+	XML      string // element path as written ("" when the row has no XML side)
+	JSON     string // JSON path as written ("" when the row has no JSON side)
+	Var      string // runtime variable read instead of the source ("" if none)
+	Type     Type   // "" for a repeated row with fields
+	Required bool
+	PII      PII    // kind of personal data ("" if none)
+	Min, Max int    // repeat cardinality (Max 0: not repeated)
+	Fields   *Rules // sub-rows of each repeated item (nil: scalar items)
+
+	dir       direction
+	src       []string // source path segments (xml or json side)
+	tgt       []string // target path segments (json or xml side)
+	aliases   []string // alternative spellings of the last source segment
+	srcPath   string   // source path as reported in errors
+	maxLength int      // runes; 0 = unlimited
+	scale     int      // -1 = unlimited
+	precision int      // 0 = unlimited
+	asString  bool     // json_as: string
+	enum      *enumMap
+	xmlFmt    *dtLayout
+	jsonFmt   *dtLayout
+	zone      *time.Location
+	omitEmpty bool
+
+	hasConst   bool
+	constOut   string // const already converted to the target form
+	hasDefault bool
+	defaultOut string // default already converted to the target form
+}
+
+func (r *Row) repeated() bool { return r.Max > 0 }
+
+// outNode is one member of an output JSON object or one output element.
+type outNode struct {
+	name string
+	key  []byte // JSON only: `"name":`, escaped once at load
+	row  int    // index of the row producing the value; -1 for an object/container
+	kids []*outNode
+	line int
+}

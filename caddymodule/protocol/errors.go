@@ -1,0 +1,168 @@
+package protocol
+
+import (
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Kind classifies why an incoming message was refused. Every kind maps to
+// one signed resultFlag=false reply; the String form is a bounded label
+// suitable for metrics.
+type Kind int
+
+// Kinds of refusal reported by Parse.
+const (
+	// KindMalformed: empty, not XML, or not well-formed XML.
+	KindMalformed Kind = iota + 1
+	// KindForbidden: a DOCTYPE, ENTITY or other <!…> declaration.
+	KindForbidden
+	// KindTooLarge: a size, depth, element-count or value-length limit.
+	KindTooLarge
+	// KindEncoding: declared encoding other than UTF-8, or invalid UTF-8 bytes.
+	KindEncoding
+	// KindStructure: well-formed XML that is not a protocol envelope
+	// (missing or duplicated head, body, requestUUID or sign).
+	KindStructure
+)
+
+// Sentinels, one per Kind, so callers can write errors.Is(err, ErrTooLarge).
+var (
+	ErrMalformed = errors.New("protocol: malformed XML")
+	ErrForbidden = errors.New("protocol: forbidden XML declaration")
+	ErrTooLarge  = errors.New("protocol: message exceeds limits")
+	ErrEncoding  = errors.New("protocol: message is not UTF-8")
+	ErrStructure = errors.New("protocol: not a protocol envelope")
+)
+
+// String returns a short snake_case label (metrics, logs).
+func (k Kind) String() string {
+	switch k {
+	case KindMalformed:
+		return "malformed"
+	case KindForbidden:
+		return "forbidden"
+	case KindTooLarge:
+		return "too_large"
+	case KindEncoding:
+		return "encoding"
+	case KindStructure:
+		return "structure"
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+func (k Kind) sentinel() error {
+	switch k {
+	case KindMalformed:
+		return ErrMalformed
+	case KindForbidden:
+		return ErrForbidden
+	case KindTooLarge:
+		return ErrTooLarge
+	case KindEncoding:
+		return ErrEncoding
+	case KindStructure:
+		return ErrStructure
+	}
+	return nil
+}
+
+// Error is the error type returned by Parse. Error() is English for logs;
+// Message() is Chinese for the reply's resultMessage. Neither ever contains
+// a field value from the message, so both are safe to log and to send back.
+// Unwrap gives the decoder's own error, whose text may quote message
+// content (encoding/xml prints bad entity references and names): don't log
+// that one.
+type Error struct {
+	Kind   Kind
+	Detail string // English detail, e.g. "element depth exceeds 32"; never message content
+	Line   int    // 1-based line of a well-formedness error; 0 when not known
+	msg    string // Chinese message
+	err    error  // underlying decoder error, if any
+}
+
+func newError(k Kind, msg, detail string) *Error {
+	return &Error{Kind: k, Detail: detail, msg: msg}
+}
+
+// Error implements error.
+func (e *Error) Error() string {
+	s := "protocol: " + e.Kind.String() + ": " + e.Detail
+	if e.Line > 0 {
+		s += fmt.Sprintf(" (line %d)", e.Line)
+	}
+	return s
+}
+
+// Message returns the Chinese explanation meant for resultMessage.
+func (e *Error) Message() string {
+	if e.Kind == KindMalformed && e.Line > 0 {
+		return fmt.Sprintf("%s(第%d行)", e.msg, e.Line)
+	}
+	return e.msg
+}
+
+// Unwrap exposes the decoder error (e.g. *xml.SyntaxError).
+func (e *Error) Unwrap() error { return e.err }
+
+// Is makes errors.Is(err, ErrKind) work for the sentinel of e.Kind.
+func (e *Error) Is(target error) bool {
+	return target != nil && target == e.Kind.sentinel()
+}
+
+// Chinese messages, kept together so the reply texts are reviewable in one place.
+const (
+	msgEmpty       = "报文为空"
+	msgMalformed   = "报文不是合法的XML"
+	msgForbidden   = "报文不允许包含DOCTYPE或ENTITY声明"
+	msgEncoding    = "报文编码必须为UTF-8"
+	msgTooBig      = "报文超过大小限制"
+	msgTooDeep     = "报文嵌套层级超过限制"
+	msgTooMany     = "报文节点数量超过限制"
+	msgValueTooBig = "报文字段值超过长度限制"
+)
+
+// errCharset is returned by our CharsetReader so a declared non-UTF-8
+// encoding is recognisable in the decoder's wrapped error.
+var errCharset = errors.New("only UTF-8 is accepted")
+
+// refuseCharset is the decoders' CharsetReader: it is only consulted when
+// the declaration names an encoding other than UTF-8, and it always refuses,
+// so no transcoding (and no GBK "lookalike" input) ever reaches the DOM.
+func refuseCharset(string, io.Reader) (io.Reader, error) { return nil, errCharset }
+
+// decodeError classifies an error coming out of encoding/xml.
+func decodeError(err error) *Error {
+	if errors.Is(err, errCharset) {
+		e := newError(KindEncoding, msgEncoding, "declared encoding is not UTF-8")
+		e.err = err
+		return e
+	}
+	detail := "not well-formed XML"
+	var se *xml.SyntaxError
+	if errors.As(err, &se) {
+		detail += ": " + syntaxDetail(se.Msg)
+	}
+	e := newError(KindMalformed, msgMalformed, detail)
+	e.err = err
+	if se != nil {
+		e.Line = se.Line
+	}
+	return e
+}
+
+// syntaxDetail keeps encoding/xml's explanation but drops the parts that
+// quote input: an unknown entity reference ("&张三" after a bare '&') or an
+// invalid name can be a piece of a personal-data value. Element names in
+// the remaining messages are protocol vocabulary, not data.
+func syntaxDetail(msg string) string {
+	for _, p := range [...]string{"invalid character entity", "invalid XML name"} {
+		if strings.HasPrefix(msg, p) {
+			return p
+		}
+	}
+	return msg
+}

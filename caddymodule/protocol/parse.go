@@ -1,0 +1,275 @@
+package protocol
+
+import (
+	"bytes"
+	"encoding/xml"
+	"fmt"
+	"io"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/antchfx/xmlquery"
+)
+
+var cdataOpen = []byte("<![CDATA[")
+
+// parseDOM reads the token stream once with encoding/xml (Strict, no
+// transcoding) and builds the xmlquery tree as it goes, enforcing on the
+// way everything that must hold before memory is spent: no <!…>
+// declarations (so nothing can define, let alone expand, an entity; only
+// the five predefined entities and character references are ever
+// resolved), UTF-8 only, well-formedness and a single root, and the depth /
+// element / value limits, checked before the offending node is created.
+//
+// The tree is the one xmlquery.Parse builds (same node types, names,
+// namespace URIs and prefixes, attributes, CDATA marked as CharDataNode —
+// see TestDOMMatchesXMLQuery), built without xmlquery's own decoder and
+// byte cache. With all the checks it costs no more than xmlquery.Parse
+// alone (BenchmarkParseDOM vs BenchmarkXMLQueryParseOnly); a checking
+// pre-scan followed by xmlquery.Parse measured about twice as much.
+// Differences, none of which the protocol uses: Node.Level() and
+// LineNumber are left zero, comments before the root hang under the
+// document node (xmlquery chains them as the document's siblings), and no
+// declaration node is invented when the input has none.
+func parseDOM(data []byte, lim Limits) (*xmlquery.Node, error) {
+	d := xml.NewDecoder(bytes.NewReader(data))
+	d.Strict = true
+	d.CharsetReader = refuseCharset
+
+	doc := &xmlquery.Node{Type: xmlquery.DocumentNode}
+	cur := doc // element (or document) receiving new children
+	var (
+		depth, elements int
+		runChars        int    // characters of the current run of character data
+		rootSeen        bool   // a root element has started
+		prolog          = true // nothing but white space read so far
+		ns              namespaces
+	)
+	for {
+		off := d.InputOffset()
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, decodeError(err)
+		}
+		wasProlog := prolog
+		prolog = false
+		switch t := tok.(type) {
+		case xml.StartElement:
+			if depth == 0 && rootSeen {
+				return nil, malformed(d, "more than one root element")
+			}
+			rootSeen = true
+			depth++
+			elements++
+			runChars = 0
+			if depth > lim.MaxDepth {
+				return nil, limitError(msgTooDeep, "层", "element depth", lim.MaxDepth)
+			}
+			if elements > lim.MaxElements {
+				return nil, limitError(msgTooMany, "个", "element count", lim.MaxElements)
+			}
+			n, err := elementNode(t, data[off:], &ns, lim)
+			if err != nil {
+				err.Line, _ = d.InputPos()
+				return nil, err
+			}
+			xmlquery.AddChild(cur, n)
+			cur = n
+		case xml.EndElement:
+			depth--
+			runChars = 0
+			cur = cur.Parent
+		case xml.CharData:
+			if depth == 0 {
+				if !isBlank(t) {
+					return nil, malformed(d, "character data outside the root element")
+				}
+				// White space is tolerated before <?xml (real peers send it).
+				prolog = wasProlog
+				continue
+			}
+			// A value may arrive as several tokens (text, CDATA, text):
+			// count the whole run, not each piece.
+			runChars += utf8.RuneCount(t)
+			if runChars > lim.MaxValueChars {
+				return nil, limitError(msgValueTooBig, "个字符", "value length", lim.MaxValueChars)
+			}
+			typ := xmlquery.TextNode
+			if bytes.HasPrefix(data[off:], cdataOpen) {
+				typ = xmlquery.CharDataNode
+			}
+			xmlquery.AddChild(cur, &xmlquery.Node{Type: typ, Data: string(t)})
+		case xml.Comment:
+			xmlquery.AddChild(cur, &xmlquery.Node{Type: xmlquery.CommentNode, Data: string(t)})
+		case xml.Directive:
+			return nil, forbidden(t)
+		case xml.ProcInst:
+			if strings.EqualFold(t.Target, "xml") {
+				if !wasProlog || t.Target != "xml" {
+					return nil, malformed(d, "misplaced XML declaration")
+				}
+				n := &xmlquery.Node{Type: xmlquery.DeclarationNode, Data: "xml"}
+				addPseudoAttrs(n, string(t.Inst))
+				xmlquery.AddChild(doc, n)
+				continue
+			}
+			inst := strings.TrimSpace(string(t.Inst))
+			n := &xmlquery.Node{Type: xmlquery.ProcessingInstruction, Data: t.Target,
+				ProcInst: &xmlquery.ProcInstData{Target: t.Target, Inst: inst}}
+			addPseudoAttrs(n, inst)
+			xmlquery.AddChild(cur, n)
+		}
+	}
+	if !rootSeen {
+		return nil, newError(KindMalformed, msgEmpty, "no root element")
+	}
+	return doc, nil
+}
+
+// namespaces maps the namespace URIs declared so far to their prefix.
+// Like xmlquery (strict), an element prefix that was never declared is
+// refused, the record is document-wide, and attribute names carry the
+// prefix (not the URI) in Name.Space.
+type namespaces map[string]string
+
+const xmlNamespace = "http://www.w3.org/XML/1998/namespace"
+
+// elementNode makes the node for a start tag; raw is the input from the
+// tag's '<' on, read only to recover the element's prefix, which Token has
+// replaced by its URI.
+func elementNode(t xml.StartElement, raw []byte, ns *namespaces, lim Limits) (*xmlquery.Node, *Error) {
+	n := &xmlquery.Node{Type: xmlquery.ElementNode, Data: t.Name.Local, NamespaceURI: t.Name.Space}
+	for _, a := range t.Attr {
+		if utf8.RuneCountInString(a.Value) > lim.MaxValueChars {
+			return nil, limitError(msgValueTooBig, "个字符", "attribute value length", lim.MaxValueChars)
+		}
+		ns.declare(a)
+	}
+	if len(t.Attr) > 0 {
+		n.Attr = make([]xmlquery.Attr, len(t.Attr))
+		for i, a := range t.Attr {
+			name := a.Name
+			if p, ok := ns.prefix(name.Space); ok {
+				name.Space = p
+			}
+			n.Attr[i] = xmlquery.Attr{Name: name, Value: a.Value, NamespaceURI: a.Name.Space}
+		}
+	}
+	if t.Name.Space != "" {
+		if _, ok := ns.prefix(t.Name.Space); !ok {
+			return nil, newError(KindMalformed, msgMalformed, "undeclared namespace prefix")
+		}
+		n.Prefix = rawPrefix(raw)
+	}
+	return n, nil
+}
+
+func (ns *namespaces) declare(a xml.Attr) {
+	var prefix string
+	switch {
+	case a.Name.Space == "xmlns":
+		prefix = a.Name.Local
+	case a.Name.Space == "" && a.Name.Local == "xmlns":
+		if _, ok := (*ns)[a.Value]; ok {
+			return
+		}
+	default:
+		return
+	}
+	if *ns == nil {
+		*ns = namespaces{}
+	}
+	(*ns)[a.Value] = prefix
+}
+
+func (ns *namespaces) prefix(uri string) (string, bool) {
+	if uri == xmlNamespace {
+		return "xml", true
+	}
+	p, ok := (*ns)[uri]
+	return p, ok
+}
+
+// rawPrefix returns the prefix of the tag name at the start of raw ("<p:x").
+func rawPrefix(raw []byte) string {
+	if len(raw) == 0 || raw[0] != '<' {
+		return ""
+	}
+	raw = raw[1:]
+	end := bytes.IndexAny(raw, " \t\r\n/>")
+	if end < 0 {
+		return ""
+	}
+	if i := bytes.IndexByte(raw[:end], ':'); i > 0 {
+		return string(raw[:i])
+	}
+	return ""
+}
+
+// addPseudoAttrs records name="value" pairs of a processing instruction as
+// attributes, as xmlquery does.
+func addPseudoAttrs(n *xmlquery.Node, inst string) {
+	for _, pair := range strings.Fields(inst) {
+		if i := strings.IndexByte(pair, '='); i > 0 {
+			xmlquery.AddAttr(n, pair[:i], strings.Trim(pair[i+1:], `"'`))
+		}
+	}
+}
+
+func malformed(d *xml.Decoder, detail string) *Error {
+	line, _ := d.InputPos()
+	e := newError(KindMalformed, msgMalformed, detail)
+	e.Line = line
+	return e
+}
+
+func limitError(msg, unit, what string, max int) *Error {
+	return newError(KindTooLarge,
+		fmt.Sprintf("%s(最多%d%s)", msg, max, unit),
+		fmt.Sprintf("%s exceeds %d", what, max))
+}
+
+// forbidden reports a <!…> directive, naming its keyword (DOCTYPE, ENTITY, …)
+// but never its content.
+func forbidden(dir xml.Directive) *Error {
+	kw := dir
+	if i := bytes.IndexFunc(kw, func(r rune) bool { return !isNameRune(r, false) }); i >= 0 {
+		kw = kw[:i]
+	}
+	if len(kw) > 16 {
+		kw = kw[:16]
+	}
+	return newError(KindForbidden, msgForbidden, fmt.Sprintf("<!%s> declaration", kw))
+}
+
+// isBlank reports whether b holds only XML white space (space, tab, CR, LF).
+func isBlank(b []byte) bool {
+	for _, c := range b {
+		if c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return false
+		}
+	}
+	return true
+}
+
+var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
+
+// checkBytes runs the checks that need no tokenising at all.
+func checkBytes(data []byte, lim Limits) ([]byte, error) {
+	if len(bytes.TrimLeft(data, " \t\r\n")) == 0 {
+		return nil, newError(KindMalformed, msgEmpty, "empty message")
+	}
+	if len(data) > lim.MaxBytes {
+		return nil, limitError(msgTooBig, "字节", "message size", lim.MaxBytes)
+	}
+	// A UTF-8 byte-order mark is legal XML; encoding/xml would see it as
+	// text before the root, so drop it here.
+	data = bytes.TrimPrefix(data, utf8BOM)
+	if !utf8.Valid(data) {
+		return nil, newError(KindEncoding, msgEncoding, "invalid UTF-8")
+	}
+	return data, nil
+}

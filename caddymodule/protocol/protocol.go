@@ -1,0 +1,274 @@
+// Package protocol implements the 工保网 (gongbao) message envelope: parsing
+// and checking incoming signed XML, computing and verifying the MD5
+// signature, and building well-formed, signed outgoing XML.
+//
+// It knows nothing about Caddy, mappings or business fields. See
+// DESIGN.md §1 for the protocol facts this package encodes.
+//
+// Files: protocol.go (envelope, Parse), parse.go (the checked single-pass
+// tree builder), signature.go (V, Sign, VerifyAny), build.go (outgoing
+// XML), errors.go (Error, kinds, Chinese messages).
+package protocol
+
+import (
+	"github.com/antchfx/xmlquery"
+)
+
+// MessageType tells requests (requestHead/requestBody) from responses
+// (responseHead/responseBody).
+type MessageType int
+
+// Message types.
+const (
+	RequestMessage  MessageType = iota // <requestHead>, <requestBody>
+	ResponseMessage                    // <responseHead>, <responseBody>
+)
+
+func (t MessageType) headName() string {
+	if t == ResponseMessage {
+		return "responseHead"
+	}
+	return "requestHead"
+}
+
+func (t MessageType) bodyName() string {
+	if t == ResponseMessage {
+		return "responseBody"
+	}
+	return "requestBody"
+}
+
+// String returns "request" or "response".
+func (t MessageType) String() string {
+	if t == ResponseMessage {
+		return "response"
+	}
+	return "request"
+}
+
+// Envelope is one parsed platform message (request or response).
+type Envelope struct {
+	Root        string         // root element local name, e.g. "insureRequest"
+	RequestUUID string         // head requestUUID, XML white space trimmed ("" if absent)
+	Sign        string         // head sign, XML white space trimmed ("" if absent)
+	Head        *xmlquery.Node // requestHead or responseHead element (nil if absent)
+	Body        *xmlquery.Node // requestBody or responseBody element (nil if absent)
+	Type        MessageType    // request or response, from the head/body names
+}
+
+// Limits bound what Parse accepts. A zero (or negative) field means the default.
+type Limits struct {
+	MaxBytes      int // whole message, bytes; default 1 MiB
+	MaxDepth      int // element nesting, root = 1; default 32
+	MaxElements   int // elements in the document; default 2000
+	MaxValueChars int // characters (runes) of one text value or attribute; default 65536
+}
+
+// Default limits.
+const (
+	DefaultMaxBytes      = 1 << 20
+	DefaultMaxDepth      = 32
+	DefaultMaxElements   = 2000
+	DefaultMaxValueChars = 65536
+)
+
+func (l Limits) withDefaults() Limits {
+	def := func(v, d int) int {
+		if v <= 0 {
+			return d
+		}
+		return v
+	}
+	return Limits{
+		MaxBytes:      def(l.MaxBytes, DefaultMaxBytes),
+		MaxDepth:      def(l.MaxDepth, DefaultMaxDepth),
+		MaxElements:   def(l.MaxElements, DefaultMaxElements),
+		MaxValueChars: def(l.MaxValueChars, DefaultMaxValueChars),
+	}
+}
+
+// Parse checks and parses one message. It refuses, with an *Error:
+//   - empty input, input that is not well-formed XML, more than one root,
+//     text outside the root (KindMalformed);
+//   - any <!…> declaration — DOCTYPE, ENTITY, … (KindForbidden); the
+//     decoder never interprets a DTD, only the five predefined entities and
+//     character references are ever resolved, and the refusal happens as
+//     the declaration is read, before anything after it is parsed;
+//   - a declared encoding other than UTF-8, or bytes that are not valid
+//     UTF-8 (KindEncoding); a UTF-8 byte-order mark is accepted;
+//   - input beyond lim (KindTooLarge);
+//   - a root without exactly one head and one body of the same type, or a
+//     head with a repeated requestUUID or sign (KindStructure).
+//
+// Callers should still bound the bytes they read (e.g. http.MaxBytesReader)
+// to lim.MaxBytes+1; Parse checks the length it is given.
+//
+// The head is read by element name, so <sign> may precede <requestUUID>.
+// A missing requestUUID or sign is not a parse error: Sign is then "" and
+// never verifies.
+func Parse(data []byte, lim Limits) (*Envelope, error) {
+	lim = lim.withDefaults()
+	data, err := checkBytes(data, lim)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := parseDOM(data, lim)
+	if err != nil {
+		return nil, err
+	}
+	return envelopeOf(doc)
+}
+
+// envelopeOf locates root, head and body in a parsed document.
+func envelopeOf(doc *xmlquery.Node) (*Envelope, error) {
+	root := rootElement(doc)
+	if root == nil {
+		return nil, newError(KindMalformed, msgEmpty, "no root element")
+	}
+	env := &Envelope{Root: root.Data}
+	var heads, bodies [2][]*xmlquery.Node // indexed by MessageType
+	for c := root.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type != xmlquery.ElementNode {
+			continue
+		}
+		for _, t := range [...]MessageType{RequestMessage, ResponseMessage} {
+			switch c.Data {
+			case t.headName():
+				heads[t] = append(heads[t], c)
+			case t.bodyName():
+				bodies[t] = append(bodies[t], c)
+			}
+		}
+	}
+	env.Type = guessType(root.Data, heads, bodies)
+	hs, bs := heads[env.Type], bodies[env.Type]
+	other := 1 - env.Type
+	switch {
+	case len(hs) == 0:
+		return nil, missing(env.Type.headName())
+	case len(bs) == 0:
+		return nil, missing(env.Type.bodyName())
+	case len(hs) > 1 || len(heads[other]) > 0:
+		return nil, duplicate(env.Type.headName())
+	case len(bs) > 1 || len(bodies[other]) > 0:
+		return nil, duplicate(env.Type.bodyName())
+	}
+	env.Head, env.Body = hs[0], bs[0]
+	if err := readHead(env); err != nil {
+		return nil, err
+	}
+	return env, nil
+}
+
+// guessType decides request vs response: by the head if there is one, else
+// by the body, else by the root's name. It only matters for naming what
+// is missing.
+func guessType(root string, heads, bodies [2][]*xmlquery.Node) MessageType {
+	switch {
+	case len(heads[RequestMessage]) > 0:
+		return RequestMessage
+	case len(heads[ResponseMessage]) > 0:
+		return ResponseMessage
+	case len(bodies[RequestMessage]) > 0:
+		return RequestMessage
+	case len(bodies[ResponseMessage]) > 0:
+		return ResponseMessage
+	case len(root) > len("Response") && root[len(root)-len("Response"):] == "Response":
+		return ResponseMessage
+	}
+	return RequestMessage
+}
+
+func readHead(env *Envelope) error {
+	var seenUUID, seenSign bool
+	for c := env.Head.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type != xmlquery.ElementNode {
+			continue
+		}
+		switch c.Data {
+		case "requestUUID":
+			if seenUUID {
+				return duplicate("requestUUID")
+			}
+			seenUUID = true
+			env.RequestUUID = trimXMLSpace(leafText(c))
+		case "sign":
+			if seenSign {
+				return duplicate("sign")
+			}
+			seenSign = true
+			env.Sign = trimXMLSpace(leafText(c))
+		}
+	}
+	return nil
+}
+
+func missing(name string) *Error {
+	return newError(KindStructure, "报文缺少"+name+"节点", "missing <"+name+">")
+}
+
+func duplicate(name string) *Error {
+	return newError(KindStructure, "报文包含重复的"+name+"节点", "duplicate or conflicting <"+name+">")
+}
+
+// rootElement returns the document element. xmlquery may hang top-level
+// comments off the document node's sibling chain, so walk that too.
+func rootElement(doc *xmlquery.Node) *xmlquery.Node {
+	for d := doc; d != nil; d = d.NextSibling {
+		if d.Type == xmlquery.ElementNode {
+			return d
+		}
+		for c := d.FirstChild; c != nil; c = c.NextSibling {
+			if c.Type == xmlquery.ElementNode {
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// Find follows child element names down from the body (first match at
+// each level) and returns the element reached, or nil. Find() is the body.
+func (e *Envelope) Find(path ...string) *xmlquery.Node {
+	n := e.Body
+	for _, name := range path {
+		if n == nil {
+			return nil
+		}
+		n = childElement(n, name)
+	}
+	return n
+}
+
+// Text returns the value of the body element at path exactly as it
+// contributes to the signature: decoded, CDATA unwrapped, not trimmed (for
+// an element with element children, the concatenated values beneath it).
+// ok is false when the element is absent. Typical use on a platform
+// reply: e.Text("resultFlag"), e.Text("resultMessage").
+func (e *Envelope) Text(path ...string) (string, bool) {
+	n := e.Find(path...)
+	if n == nil || len(path) == 0 {
+		return "", false
+	}
+	return string(appendElementValue(nil, n)), true
+}
+
+func childElement(n *xmlquery.Node, name string) *xmlquery.Node {
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type == xmlquery.ElementNode && c.Data == name {
+			return c
+		}
+	}
+	return nil
+}
+
+func trimXMLSpace(s string) string {
+	isSpace := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+	for len(s) > 0 && isSpace(s[0]) {
+		s = s[1:]
+	}
+	for len(s) > 0 && isSpace(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	return s
+}

@@ -1,0 +1,12 @@
+// Command caddy is Caddy with its standard modules and caddy-gongbao, the
+// same binary `xcaddy build --with github.com/caddy-gongbao/gongbao` makes.
+package main
+
+import (
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	_ "github.com/caddy-gongbao/gongbao"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+)
+
+func main() { caddycmd.Main() }
