@@ -113,7 +113,9 @@ func pay(t *testing.T, payURL string) string {
 	return receipt.PolicyNo
 }
 
-func assertAccepted(t *testing.T, env interface{ Text(...string) (string, bool) }) {
+func assertAccepted(t *testing.T, env interface {
+	Text(...string) (string, bool)
+}) {
 	t.Helper()
 	flag, _ := env.Text("resultFlag")
 	msg, _ := env.Text("resultMessage")
@@ -122,7 +124,9 @@ func assertAccepted(t *testing.T, env interface{ Text(...string) (string, bool) 
 	}
 }
 
-func assertRefused(t *testing.T, env interface{ Text(...string) (string, bool) }, wantMessage string) {
+func assertRefused(t *testing.T, env interface {
+	Text(...string) (string, bool)
+}, wantMessage string) {
 	t.Helper()
 	flag, _ := env.Text("resultFlag")
 	msg, _ := env.Text("resultMessage")

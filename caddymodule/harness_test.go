@@ -118,7 +118,7 @@ http://localhost:9080 {
 		reverse_proxy %s {
 			transport http {
 				dial_timeout 2s
-				response_header_timeout 2s
+				response_header_timeout 1s
 			}
 			%s
 		}
