@@ -7,10 +7,12 @@
 package caddymodule
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/dustin/go-humanize"
@@ -56,11 +58,24 @@ type App struct {
 	MaxElements   int `json:"max_elements,omitempty"`
 	MaxValueChars int `json:"max_value_chars,omitempty"`
 
+	// Store is the durable store for idempotency records and callback
+	// deliveries. Default: an SQLite file under Caddy's data directory.
+	Store *StoreConfig `json:"store,omitempty"`
+
+	// Idempotency sets how resent platform requests are recognised. On
+	// by default.
+	Idempotency *IdempotencyConfig `json:"idempotency,omitempty"`
+
 	signKey    string
 	verifyKeys []string
 	mappings   *mapping.Set
 	limits     protocol.Limits
 	logger     *zap.Logger
+	store      *storeHandle
+	storeKey   string
+	ctx        caddy.Context
+	stop       context.CancelFunc
+	done       chan struct{}
 }
 
 // CaddyModule returns the Caddy module information.
@@ -108,6 +123,36 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.mappings = set
+	a.ctx = ctx
+	return a.provisionStore(ctx, repl)
+}
+
+// provisionStore opens (or reuses, across reloads) the durable store.
+func (a *App) provisionStore(ctx caddy.Context, repl *caddy.Replacer) error {
+	if a.Idempotency == nil {
+		a.Idempotency = new(IdempotencyConfig)
+	}
+	a.Idempotency.withDefaults()
+	if a.Idempotency.Disabled {
+		return nil
+	}
+	if a.Store == nil {
+		a.Store = new(StoreConfig)
+	}
+	handle, key, err := openStore(ctx, a.Store.resolve(repl))
+	if err != nil {
+		return err
+	}
+	a.store, a.storeKey = handle, key
+	return nil
+}
+
+// Cleanup releases this config's use of the shared store.
+func (a *App) Cleanup() error {
+	if a.storeKey != "" {
+		_, err := stores.Delete(a.storeKey)
+		return err
+	}
 	return nil
 }
 
@@ -147,7 +192,7 @@ func (a *App) Validate() error {
 	if len(a.mappings.Inbound) == 0 {
 		return errors.New("gongbao: the mapping set has no inbound message")
 	}
-	return nil
+	return a.Idempotency.validate()
 }
 
 // describePlaceholder names a key setting for an error message without
@@ -159,11 +204,58 @@ func describePlaceholder(s string) string {
 	return "(literal value)"
 }
 
-// Start implements caddy.App.
-func (a *App) Start() error { return nil }
+// Start begins the store's housekeeping: expiring dead leases and purging
+// records past their retention.
+func (a *App) Start() error {
+	if a.store == nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a.stop, a.done = cancel, make(chan struct{})
+	go a.housekeep(ctx)
+	return nil
+}
 
-// Stop implements caddy.App.
-func (a *App) Stop() error { return nil }
+// Stop ends the housekeeping.
+func (a *App) Stop() error {
+	if a.stop != nil {
+		a.stop()
+		<-a.done
+	}
+	return nil
+}
+
+// housekeepEvery is how often leases are expired and old records purged.
+const housekeepEvery = 10 * time.Minute
+
+func (a *App) housekeep(ctx context.Context) {
+	defer close(a.done)
+	ticker := time.NewTicker(housekeepEvery)
+	defer ticker.Stop()
+	for {
+		a.housekeepOnce(ctx, time.Now())
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+// housekeepOnce turns expired leases into unknown records (so operators
+// see them) and purges completed and released records past retention.
+func (a *App) housekeepOnce(ctx context.Context, now time.Time) {
+	idem := a.store.idempotency
+	if n, err := idem.ExpireLeases(ctx, now); err != nil {
+		a.logger.Warn("expiring idempotency leases", zap.Error(err))
+	} else if n > 0 {
+		a.logger.Warn("requests whose outcome is unknown", zap.Int64("count", n))
+	}
+	cutoff := now.Add(-time.Duration(a.Idempotency.Retention))
+	if _, err := idem.Purge(ctx, cutoff); err != nil {
+		a.logger.Warn("purging idempotency records", zap.Error(err))
+	}
+}
 
 // inbound returns the mapping for a request root element.
 func (a *App) inbound(root string) (*mapping.Inbound, bool) {
@@ -176,7 +268,8 @@ func humanSize(n int64) string { return humanize.IBytes(uint64(n)) }
 
 // Interface guards
 var (
-	_ caddy.App         = (*App)(nil)
-	_ caddy.Provisioner = (*App)(nil)
-	_ caddy.Validator   = (*App)(nil)
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
 )

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"strconv"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -29,6 +30,16 @@ func init() {
 //		max_depth       <n>
 //		max_elements    <n>
 //		max_value_chars <n>
+//		store sqlite [<file>]
+//		store postgres <dsn> [<schema>]
+//		idempotency off
+//		idempotency {
+//			scope           <name>
+//			wait_in_flight  <duration>
+//			lease           <duration>
+//			unknown_outcome retry|hold
+//			retention       <duration>
+//		}
 //	}
 //
 // Keys should be placeholders such as {env.GONGBAO_SIGN_KEY} or
@@ -78,9 +89,73 @@ func (a *App) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 		return intArg(d, &a.MaxElements)
 	case "max_value_chars":
 		return intArg(d, &a.MaxValueChars)
+	case "store":
+		return a.unmarshalStore(d)
+	case "idempotency":
+		return a.unmarshalIdempotency(d)
 	default:
 		return d.Errf("unrecognized subdirective '%s'", d.Val())
 	}
+}
+
+func (a *App) unmarshalStore(d *caddyfile.Dispenser) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	a.Store = &StoreConfig{Driver: args[0]}
+	switch {
+	case args[0] == "sqlite" && len(args) <= 2:
+		if len(args) == 2 {
+			a.Store.Path = args[1]
+		}
+	case args[0] == "postgres" && (len(args) == 2 || len(args) == 3):
+		a.Store.DSN = args[1]
+		if len(args) == 3 {
+			a.Store.Schema = args[2]
+		}
+	case args[0] != "sqlite" && args[0] != "postgres":
+		return d.Errf("store: unknown driver '%s' (want sqlite or postgres)", args[0])
+	default:
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func (a *App) unmarshalIdempotency(d *caddyfile.Dispenser) error {
+	cfg := new(IdempotencyConfig)
+	a.Idempotency = cfg
+	if d.NextArg() {
+		if d.Val() != "off" || d.NextArg() {
+			return d.Errf("idempotency: want 'off' or a block, got '%s'", d.Val())
+		}
+		cfg.Disabled = true
+		return nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "scope":
+			err = singleArg(d, &cfg.Scope)
+		case "wait_in_flight":
+			err = durationArg(d, &cfg.WaitInFlight)
+		case "lease":
+			err = durationArg(d, &cfg.Lease)
+		case "unknown_outcome":
+			err = singleArg(d, &cfg.UnknownOutcome)
+			if err == nil && cfg.UnknownOutcome != unknownRetry && cfg.UnknownOutcome != unknownHold {
+				err = d.Errf("unknown_outcome: want retry or hold, got '%s'", cfg.UnknownOutcome)
+			}
+		case "retention":
+			err = durationArg(d, &cfg.Retention)
+		default:
+			err = d.Errf("unrecognized subdirective '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // parseHandlerDirective sets up the gongbao handler.
@@ -146,6 +221,20 @@ func sizeArg(d *caddyfile.Dispenser, dst *int64) error {
 		return d.Errf("%s: invalid size %q", name, s)
 	}
 	*dst = int64(n)
+	return nil
+}
+
+func durationArg(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	var s string
+	name := d.Val()
+	if err := singleArg(d, &s); err != nil {
+		return err
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur <= 0 {
+		return d.Errf("%s: invalid duration %q", name, s)
+	}
+	*dst = caddy.Duration(dur)
 	return nil
 }
 

@@ -78,13 +78,19 @@ type exitError struct {
 
 func (e exitError) Error() string { return e.err.Error() }
 
+// exit ends the process with a status; tests replace it.
+var exit = os.Exit
+
+// run adapts a subcommand to cobra, turning an exitError into its status:
+// caddycmd maps every other error to status 1.
 func run(fn func(cmd *cobra.Command) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, _ []string) error {
 		err := fn(cmd)
 		var ee exitError
 		if errors.As(err, &ee) {
 			fmt.Fprintln(cmd.ErrOrStderr(), "gongbao:", ee.err)
-			os.Exit(ee.code)
+			exit(ee.code)
+			return nil
 		}
 		return err
 	}
@@ -203,7 +209,9 @@ func sendCommand() *cobra.Command {
 		if err != nil {
 			return exitError{1, err}
 		}
-		cmd.OutOrStdout().Write(append(reply, '\n'))
+		if _, err := cmd.OutOrStdout().Write(append(reply, '\n')); err != nil {
+			return err
+		}
 		return judgeReply(reply, key)
 	})
 	return cmd

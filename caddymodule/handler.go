@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
 	"go.uber.org/zap"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
@@ -82,40 +84,69 @@ type exchange struct {
 	mapping     *mapping.Inbound
 	coreStatus  int
 	coreTime    time.Duration
+	outcome     string // bounded label for logs and metrics
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	x := &exchange{start: time.Now(), root: rootFromPath(r.URL.Path)}
-	elements, err := h.process(x, w, r, next)
+	x := &exchange{start: time.Now(), root: rootFromPath(r.URL.Path), outcome: "ok"}
+	reply, err := h.process(x, r, next)
 	if err != nil {
-		return h.writeFailure(w, x, err)
+		reply = h.failureReply(x, err)
+	} else {
+		h.logExchange(x)
 	}
-	return h.writeReply(w, x, elements, "ok")
+	return writeXML(w, reply)
 }
 
-// process runs the exchange up to the reply body. Any error it returns is
-// turned into a signed failure reply by writeFailure.
-func (h *Handler) process(x *exchange, w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) ([]protocol.Element, error) {
-	body, err := readLimited(r.Body, h.app.MaxBodySize)
+// process runs the exchange and returns the signed reply. Any error it
+// returns is turned into a signed failure reply by failureReply.
+func (h *Handler) process(x *exchange, r *http.Request, next caddyhttp.Handler) ([]byte, error) {
+	env, coreBody, err := h.admit(x, r)
 	if err != nil {
 		return nil, err
+	}
+	if h.app.store == nil {
+		return h.exchangeWithCore(x, r, next, coreBody)
+	}
+	claim, replay, err := h.claim(r.Context(), x, env)
+	if err != nil || replay != nil {
+		return replay, err
+	}
+	reply, err := h.exchangeWithCore(x, r, next, coreBody)
+	h.settle(claim, x, reply, err)
+	return reply, err
+}
+
+// admit reads, parses, dispatches, verifies and maps a platform request,
+// returning the envelope and the JSON body for the core. Nothing it
+// refuses reaches the core or the store.
+func (h *Handler) admit(x *exchange, r *http.Request) (*protocol.Envelope, []byte, error) {
+	body, err := readLimited(r.Body, h.app.MaxBodySize)
+	if err != nil {
+		return nil, nil, err
 	}
 	env, err := protocol.Parse(body, h.app.limits)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := h.dispatch(x, env); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := h.verify(env); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	coreBody, err := x.mapping.Request.XMLToJSON(env.Body, h.vars())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	answer, err := h.callCore(x, w, r, next, coreBody)
+	return env, coreBody, nil
+}
+
+// exchangeWithCore calls the core and builds the signed reply from its
+// answer.
+func (h *Handler) exchangeWithCore(x *exchange, r *http.Request, next caddyhttp.Handler, coreBody []byte) ([]byte, error) {
+	answer, err := h.callCore(x, r, next, coreBody)
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +154,7 @@ func (h *Handler) process(x *exchange, w http.ResponseWriter, r *http.Request, n
 	if err != nil {
 		return nil, coreError{kind: coreInvalid, status: x.coreStatus, cause: err}
 	}
-	return elements, nil
+	return h.sign(x, elements), nil
 }
 
 // dispatch picks the mapping for the message's root element.
@@ -164,7 +195,7 @@ func (h *Handler) vars() mapping.Vars {
 // callCore rewrites the request into the mapping's JSON call, runs the
 // next handler into a recorder and returns the core's answer body when it
 // is one the reply mapping should translate.
-func (h *Handler) callCore(x *exchange, w http.ResponseWriter, r *http.Request, next caddyhttp.Handler, body []byte) ([]byte, error) {
+func (h *Handler) callCore(x *exchange, r *http.Request, next caddyhttp.Handler, body []byte) ([]byte, error) {
 	coreReq := h.coreRequest(x, r, body)
 	rec := newCoreRecorder(h.MaxCoreReplySize)
 	began := time.Now()
@@ -172,7 +203,7 @@ func (h *Handler) callCore(x *exchange, w http.ResponseWriter, r *http.Request, 
 	x.coreTime = time.Since(began)
 	x.coreStatus = rec.status()
 	if err != nil {
-		return nil, coreError{kind: coreUnavailable, cause: err}
+		return nil, coreError{kind: coreUnavailable, notSent: neverSent(err), cause: err}
 	}
 	if rec.overflow {
 		return nil, coreError{kind: coreInvalid, status: x.coreStatus, cause: errors.New("core reply exceeds max_core_reply_size")}
@@ -180,10 +211,24 @@ func (h *Handler) callCore(x *exchange, w http.ResponseWriter, r *http.Request, 
 	return classifyCoreAnswer(x.coreStatus, rec.body.Bytes())
 }
 
+// neverSent tells whether reverse_proxy failed before any byte reached the
+// core: it could not connect, or had no healthy upstream. Anything else
+// (a timeout, a reset while reading the answer) leaves the outcome unknown.
+func neverSent(err error) bool {
+	var dial reverseproxy.DialError
+	if errors.As(err, &dial) {
+		return true
+	}
+	var herr caddyhttp.HandlerError
+	return errors.As(err, &herr) && herr.StatusCode == http.StatusServiceUnavailable
+}
+
 // coreRequest builds the request the core receives. The platform's own
-// headers mean nothing to the core, so the core sees a fresh set.
+// headers mean nothing to the core, so the core sees a fresh set. The call
+// is not cancelled when the platform hangs up: the core's answer is still
+// recorded, so the platform's resend can be answered from the record.
 func (h *Handler) coreRequest(x *exchange, r *http.Request, body []byte) *http.Request {
-	req := r.Clone(r.Context())
+	req := r.Clone(context.WithoutCancel(r.Context()))
 	req.Method = x.mapping.Method
 	req.URL.Path = x.mapping.Path
 	req.URL.RawPath = ""
@@ -225,7 +270,10 @@ func classifyCoreAnswer(status int, body []byte) ([]byte, error) {
 	switch {
 	case status >= 200 && status < 300, answerStatuses[status]:
 		return body, nil
-	case status == http.StatusTooManyRequests || status >= 500:
+	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+		// The core says it did not take the request on.
+		return nil, coreError{kind: coreUnavailable, status: status, notSent: true}
+	case status >= 500:
 		return nil, coreError{kind: coreUnavailable, status: status}
 	default:
 		return nil, coreError{kind: coreRejected, status: status, detail: coreMessage(body)}

@@ -53,10 +53,11 @@ const (
 
 // coreError is a failure of the core call.
 type coreError struct {
-	kind   coreErrorKind
-	status int
-	detail string
-	cause  error
+	kind    coreErrorKind
+	status  int
+	detail  string
+	notSent bool // the core certainly did not act on the request
+	cause   error
 }
 
 func (e coreError) Error() string {
@@ -142,30 +143,31 @@ func coreMessage(body []byte) string {
 	return strings.TrimSpace(v.Message)
 }
 
-// writeFailure answers a failed exchange with a signed resultFlag=false reply.
-func (h *Handler) writeFailure(w http.ResponseWriter, x *exchange, err error) error {
+// failureReply builds the signed resultFlag=false reply for a failed
+// exchange, and logs it.
+func (h *Handler) failureReply(x *exchange, err error) []byte {
 	f := classify(err)
-	body := []protocol.Element{
+	x.outcome = f.outcome
+	h.logFailure(x, f, err)
+	return h.sign(x, []protocol.Element{
 		{Name: "resultFlag", Text: "false"},
 		{Name: "resultMessage", Text: f.message},
-	}
-	h.logFailure(x, f, err)
-	return h.writeSigned(w, x, body)
+	})
 }
 
-// writeReply answers with the mapped reply body.
-func (h *Handler) writeReply(w http.ResponseWriter, x *exchange, body []protocol.Element, outcome string) error {
-	h.logExchange(x, outcome)
-	return h.writeSigned(w, x, body)
+// sign builds the reply with a fresh requestUUID, signed with our key.
+func (h *Handler) sign(x *exchange, body []protocol.Element) []byte {
+	return protocol.BuildResponse(replyRootFor(x), protocol.NewUUID(), body, h.app.signKey)
 }
 
-func (h *Handler) writeSigned(w http.ResponseWriter, x *exchange, body []protocol.Element) error {
-	out := protocol.BuildResponse(replyRootFor(x), protocol.NewUUID(), body, h.app.signKey)
+// writeXML sends a reply. Every protocol reply is HTTP 200: the outcome is
+// in resultFlag, as the platform expects.
+func writeXML(w http.ResponseWriter, reply []byte) error {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/xml; charset=UTF-8")
 	hdr.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
-	_, err := w.Write(out)
+	_, err := w.Write(reply)
 	return err
 }
 
@@ -197,9 +199,9 @@ func isXMLName(s string) bool {
 	return true
 }
 
-func (h *Handler) logExchange(x *exchange, outcome string) {
+func (h *Handler) logExchange(x *exchange) {
 	if ce := h.logger.Check(zap.InfoLevel, "exchange"); ce != nil {
-		ce.Write(h.exchangeFields(x, outcome)...)
+		ce.Write(h.exchangeFields(x, x.outcome)...)
 	}
 }
 

@@ -17,15 +17,17 @@ var (
 	}
 	repeatKeys = []string{"min", "max"}
 	typeNames  = "string, decimal, integer, boolean, datetime or enum"
-	varName    = func(s string) bool {
-		for i, c := range s {
-			if !(c >= 'a' && c <= 'z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
-				return false
-			}
-		}
-		return s != ""
-	}
 )
+
+// isVarName: runtime variable names are lower-case snake case.
+func isVarName(s string) bool {
+	for i, c := range s {
+		if !(c >= 'a' && c <= 'z' || c == '_' || i > 0 && c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return s != ""
+}
 
 // rules compiles a list of rows. origin names the JSON side in Chinese
 // messages ("" when JSON is the output).
@@ -114,7 +116,7 @@ func (p *parser) rowPaths(n *yaml.Node, f map[string]kv, row *Row) {
 	}
 	if vf, ok := f["var"]; ok {
 		if name, ok := p.str(vf); ok {
-			if !varName(name) {
+			if !isVarName(name) {
 				p.errf(vf.v, "var %q must be a lower-case name such as now or insurance_code", name)
 			}
 			row.Var = name
@@ -421,8 +423,8 @@ func (m *enumMap) fromJSON(v any) (string, bool) {
 	if code, ok := m.fromNumber[text]; ok {
 		return code, true
 	}
-	if b, err := strconv.ParseBool(text); err == nil && (text == "true" || text == "false") {
-		code, ok := m.fromBool[b]
+	if text == "true" || text == "false" {
+		code, ok := m.fromBool[text == "true"]
 		return code, ok
 	}
 	return "", false
@@ -439,7 +441,7 @@ func (p *parser) enum(f kv, dir direction) *enumMap {
 	m := &enumMap{toJSON: map[string]string{}, fromString: map[string]string{},
 		fromNumber: map[string]string{}, fromBool: map[bool]string{}}
 	var xmlList, jsonList []string
-	fromLine := map[string]string{} // JSON fragment → code, for one-to-one checks
+	seen := map[string]string{} // JSON fragment → first code, for one-to-one checks
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := resolve(n.Content[i]), resolve(n.Content[i+1])
 		if k.Kind != yaml.ScalarNode || k.Tag == "!!null" || k.Value == "" {
@@ -455,12 +457,12 @@ func (p *parser) enum(f kv, dir direction) *enumMap {
 		if !ok {
 			continue
 		}
-		if prev, dup := fromLine[frag]; dup {
+		if prev, dup := seen[frag]; dup {
 			if dir == jsonToXML {
 				p.errf(v, "enum maps both %q and %q to %s; rows that produce XML need a one-to-one map", prev, code, frag)
 			}
 		} else {
-			fromLine[frag] = code
+			seen[frag] = code
 			switch v.Tag {
 			case "!!bool":
 				m.fromBool[frag == "true"] = code

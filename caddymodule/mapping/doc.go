@@ -22,10 +22,11 @@
 //
 // # Rows
 //
-//	- xml: policyInfo/sumPremium  # element path, '/'-separated, under the body
-//	  json: policy.sumPremium     # JSON path, '.'-separated; objects created as needed
-//	  type: decimal               # string | decimal | integer | boolean | datetime | enum
-//	  required: true
+//	request:
+//	  - xml: policyInfo/sumPremium  # element path, '/'-separated, under the body
+//	    json: policy.sumPremium     # JSON path, '.'-separated; objects created as needed
+//	    type: decimal               # string | decimal | integer | boolean | datetime | enum
+//	    required: true
 //
 // A row has one target (json: for request rows, xml: for reply/body rows)
 // and exactly one source: the path of the other side, const: (a fixed value)

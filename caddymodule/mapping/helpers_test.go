@@ -55,7 +55,7 @@ func bodyRules(t *testing.T, rows string) *mapping.Rules {
 
 // body parses <requestBody>inner</requestBody> with xmlquery, as the
 // protocol package does, and returns the body element.
-func body(t *testing.T, inner string) *xmlquery.Node {
+func body(t testing.TB, inner string) *xmlquery.Node {
 	t.Helper()
 	doc, err := xmlquery.Parse(strings.NewReader(`<?xml version="1.0" encoding="UTF-8"?><r><requestBody>` + inner + `</requestBody></r>`))
 	if err != nil {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 )
 
 // LoadDir loads every *.yaml and *.yml file of dir (not recursive; names
@@ -22,6 +24,9 @@ import (
 // the line: "insure.yaml:12: unknown type \"decmial\" …"; all problems of
 // all files are reported, joined.
 func LoadDir(dir string) (*Set, error) {
+	if dir == "" {
+		return nil, fmt.Errorf("%w: mapping folder not set", ErrNoMappings)
+	}
 	return load(os.DirFS(dir), ".", dir)
 }
 
@@ -492,20 +497,6 @@ func (p *parser) xmlPath(f kv) (string, []string) {
 	return s, segs
 }
 
-// isXMLName accepts the element names the protocol can carry: ASCII
-// letters, digits, _ - . and non-ASCII letters, not starting with a digit,
-// - or . (no namespace prefixes).
-func isXMLName(s string) bool {
-	if s == "" || strings.HasPrefix(strings.ToLower(s), "xml") && len(s) == 3 {
-		return false
-	}
-	for i, c := range s {
-		switch {
-		case c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c > 0x7f:
-		case i > 0 && (c >= '0' && c <= '9' || c == '-' || c == '.'):
-		default:
-			return false
-		}
-	}
-	return true
-}
+// isXMLName accepts what protocol.Build accepts, so a loaded mapping can
+// never make reply building fail (BuildResponse panics on a bad name).
+func isXMLName(s string) bool { return protocol.ValidName(s) }

@@ -110,7 +110,7 @@ type Row struct {
 	Type     Type   // "" for a repeated row with fields
 	Required bool
 	PII      PII    // kind of personal data ("" if none)
-	Min, Max int    // repeat cardinality (Max 0: not repeated)
+	Min, Max int    // repeat: bounds on the item count (Max 0: not repeated)
 	Fields   *Rules // sub-rows of each repeated item (nil: scalar items)
 
 	dir       direction

@@ -1,0 +1,140 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"time"
+
+	"github.com/antchfx/xmlquery"
+	"go.uber.org/zap"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+	"github.com/caddy-gongbao/gongbao/caddymodule/store"
+)
+
+// Messages of the idempotency rows of DESIGN §4.
+const (
+	msgConflict   = "requestUUID 已用于内容不同的报文，请使用新的 requestUUID"
+	msgInProgress = "处理中，请稍后重试"
+)
+
+// claimTicket is this exchange's hold on its idempotency record.
+type claimTicket struct {
+	key   string
+	token string
+}
+
+// claim takes the request's idempotency record. It returns either a
+// ticket to call the core with, or the stored reply of an earlier
+// identical request to replay byte for byte, or an error that becomes a
+// signed refusal. The core is called only with a ticket.
+func (h *Handler) claim(ctx context.Context, x *exchange, env *protocol.Envelope) (*claimTicket, []byte, error) {
+	cfg := h.app.Idempotency
+	idem := h.app.store.idempotency
+	fp := fingerprint(env)
+	retryUnknown := cfg.UnknownOutcome == unknownRetry
+	outcome, rec, token, err := idem.Begin(ctx, cfg.Scope, x.requestUUID, fp, time.Now(), time.Duration(cfg.Lease), retryUnknown)
+	if err == nil && outcome == store.InFlight {
+		// Wait for the first request to finish, then decide again.
+		until := time.Now().Add(time.Duration(cfg.WaitInFlight))
+		if _, err = idem.Wait(ctx, cfg.Scope, x.requestUUID, until); err == nil {
+			outcome, rec, token, err = idem.Begin(ctx, cfg.Scope, x.requestUUID, fp, time.Now(), time.Duration(cfg.Lease), retryUnknown)
+		}
+	}
+	if err != nil {
+		return nil, nil, requestError{msg: msgBusy, reason: "store_unavailable", cause: err}
+	}
+	switch outcome {
+	case store.Acquired:
+		return &claimTicket{key: x.requestUUID, token: token}, nil, nil
+	case store.Replay:
+		x.outcome = "replay"
+		return nil, rec.Reply, nil
+	case store.Conflict:
+		return nil, nil, requestError{msg: msgConflict, reason: "conflict"}
+	default: // InFlight after waiting, or Held (unknown outcome, hold policy)
+		return nil, nil, requestError{msg: msgInProgress, reason: "in_progress"}
+	}
+}
+
+// settleTimeout bounds the store write after the core answered; it runs
+// even when the platform has hung up, so the answer is not lost.
+const settleTimeout = 10 * time.Second
+
+// settle records what the core call established:
+//   - a definite answer (reply != nil): completed, with the exact reply, so
+//     a resend is answered byte for byte without calling the core;
+//   - the core certainly did not act (connection refused, 503, 429, a
+//     4xx refusal of the request): released, a resend runs normally;
+//   - anything else (timeout after sending, reset while reading, an
+//     answer we cannot translate): unknown.
+func (h *Handler) settle(t *claimTicket, x *exchange, reply []byte, callErr error) {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	idem := h.app.store.idempotency
+	scope := h.app.Idempotency.Scope
+	now := time.Now()
+	var err error
+	switch {
+	case callErr == nil:
+		err = idem.Complete(ctx, scope, t.key, t.token, reply, now)
+	case certainlyNotActed(callErr):
+		err = idem.Release(ctx, scope, t.key, t.token, now)
+	default:
+		err = idem.MarkUnknown(ctx, scope, t.key, t.token, callErr.Error(), now)
+	}
+	if err != nil {
+		// The reply still goes out; the record stays in_progress until its
+		// lease expires and then reads as unknown.
+		h.logger.Error("recording the outcome of a request",
+			zap.String("request_uuid", x.requestUUID), zap.String("message", x.root), zap.Error(err))
+	}
+}
+
+// certainlyNotActed tells whether a failed core call left no effect.
+func certainlyNotActed(err error) bool {
+	var ce coreError
+	if !errors.As(err, &ce) {
+		return false
+	}
+	return ce.notSent || ce.kind == coreRejected
+}
+
+// fingerprint is a digest of the signed requestBody: every element's name
+// and every leaf's text, in document order. Unlike the platform's signature
+// value it also tells apart bodies whose texts differ only in which element
+// holds them; like it, it ignores indentation between elements.
+func fingerprint(env *protocol.Envelope) string {
+	h := sha256.New()
+	h.Write([]byte(env.Root))
+	var walk func(n *xmlquery.Node)
+	walk = func(n *xmlquery.Node) {
+		for c := n.FirstChild; c != nil; c = c.NextSibling {
+			if c.Type != xmlquery.ElementNode {
+				continue
+			}
+			h.Write([]byte{0})
+			h.Write([]byte(c.Data))
+			h.Write([]byte{1})
+			if hasElementChild(c) {
+				walk(c)
+			} else {
+				h.Write([]byte(c.InnerText()))
+			}
+			h.Write([]byte{2})
+		}
+	}
+	walk(env.Body)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func hasElementChild(n *xmlquery.Node) bool {
+	for c := n.FirstChild; c != nil; c = c.NextSibling {
+		if c.Type == xmlquery.ElementNode {
+			return true
+		}
+	}
+	return false
+}

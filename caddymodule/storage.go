@@ -1,0 +1,156 @@
+package caddymodule
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/store"
+)
+
+// StoreConfig selects the durable store shared by idempotency records and
+// callback deliveries.
+type StoreConfig struct {
+	// Driver is "sqlite" (default: an embedded file, no server needed) or
+	// "postgres" (shared by several Caddy instances).
+	Driver string `json:"driver,omitempty"`
+
+	// Path is the SQLite file. Default: gongbao/gongbao.db under Caddy's
+	// data directory.
+	Path string `json:"path,omitempty"`
+
+	// DSN is the PostgreSQL connection string. It may carry a password:
+	// use a placeholder such as {env.GONGBAO_STORE_DSN}.
+	DSN string `json:"dsn,omitempty"`
+
+	// Schema is the PostgreSQL schema for our tables. Default: public.
+	Schema string `json:"schema,omitempty"`
+}
+
+// storeHandle is one open store and the engines built on it. It is shared
+// by every config that names the same store, so a reload reuses it instead
+// of opening a second writer.
+type storeHandle struct {
+	db          *store.DB
+	idempotency *store.Idempotency
+}
+
+// Destruct closes the store when the last config using it is unloaded.
+func (s *storeHandle) Destruct() error { return s.db.Close() }
+
+// stores holds the open stores across config reloads.
+var stores = caddy.NewUsagePool()
+
+// resolve fills defaults and placeholders and returns the config to open.
+func (c *StoreConfig) resolve(repl *caddy.Replacer) store.Config {
+	cfg := store.Config{Driver: c.Driver, Path: repl.ReplaceKnown(c.Path, ""), DSN: repl.ReplaceKnown(c.DSN, ""), Schema: c.Schema}
+	if cfg.Driver == "" {
+		cfg.Driver = store.DriverSQLite
+	}
+	if cfg.Driver == store.DriverSQLite && cfg.Path == "" {
+		cfg.Path = filepath.Join(caddy.AppDataDir(), "gongbao", "gongbao.db")
+	}
+	return cfg
+}
+
+// poolKey identifies a store without keeping its DSN (and password) in
+// memory as a map key.
+func poolKey(cfg store.Config) string {
+	sum := sha256.Sum256([]byte(cfg.Driver + "\x00" + cfg.Path + "\x00" + cfg.DSN + "\x00" + cfg.Schema))
+	return "gongbao.store." + hex.EncodeToString(sum[:16])
+}
+
+// openStore returns the shared handle for cfg, opening it on first use.
+func openStore(ctx context.Context, cfg store.Config) (*storeHandle, string, error) {
+	key := poolKey(cfg)
+	val, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+		openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		db, err := store.Open(openCtx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		idem, err := store.NewIdempotency(openCtx, db)
+		if err != nil {
+			db.Close()
+			return nil, err
+		}
+		return &storeHandle{db: db, idempotency: idem}, nil
+	})
+	if err != nil {
+		return nil, "", fmt.Errorf("gongbao store (%s): %w", cfg.Driver, err)
+	}
+	return val.(*storeHandle), key, nil
+}
+
+// IdempotencyConfig sets how resent platform requests are recognised.
+type IdempotencyConfig struct {
+	// Disabled turns duplicate protection off. Only for benchmarks and
+	// tests: without it a resent insureRequest creates a second proposal.
+	Disabled bool `json:"disabled,omitempty"`
+
+	// Scope separates the requestUUIDs of different platforms sharing
+	// one store. Default: "gongbao".
+	Scope string `json:"scope,omitempty"`
+
+	// WaitInFlight is how long a duplicate of a request still being
+	// processed waits for the first to finish before being told 处理中.
+	// Default: 5s.
+	WaitInFlight caddy.Duration `json:"wait_in_flight,omitempty"`
+
+	// Lease is how long a request may hold its record while the core is
+	// called; past it the holder is presumed dead and the outcome is
+	// unknown. Keep it above reverse_proxy's longest timeout. Default: 2m.
+	Lease caddy.Duration `json:"lease,omitempty"`
+
+	// UnknownOutcome is what a resend of a request whose outcome is
+	// unknown does: "retry" (default) calls the core again with the same
+	// Idempotency-Key; "hold" answers 处理中 and leaves the record for an
+	// operator.
+	UnknownOutcome string `json:"unknown_outcome,omitempty"`
+
+	// Retention is how long completed and released records are kept.
+	// Default: 720h (30 days). Records in_progress or unknown are kept
+	// until resolved.
+	Retention caddy.Duration `json:"retention,omitempty"`
+}
+
+// Unknown-outcome policies.
+const (
+	unknownRetry = "retry"
+	unknownHold  = "hold"
+)
+
+func (c *IdempotencyConfig) withDefaults() {
+	if c.Scope == "" {
+		c.Scope = "gongbao"
+	}
+	if c.WaitInFlight == 0 {
+		c.WaitInFlight = caddy.Duration(5 * time.Second)
+	}
+	if c.Lease == 0 {
+		c.Lease = caddy.Duration(2 * time.Minute)
+	}
+	if c.UnknownOutcome == "" {
+		c.UnknownOutcome = unknownRetry
+	}
+	if c.Retention == 0 {
+		c.Retention = caddy.Duration(30 * 24 * time.Hour)
+	}
+}
+
+func (c *IdempotencyConfig) validate() error {
+	switch {
+	case c.UnknownOutcome != unknownRetry && c.UnknownOutcome != unknownHold:
+		return fmt.Errorf("gongbao idempotency: unknown_outcome must be %q or %q, not %q", unknownRetry, unknownHold, c.UnknownOutcome)
+	case c.WaitInFlight < 0 || c.Lease <= 0 || c.Retention <= 0:
+		return errors.New("gongbao idempotency: wait, lease and retention must be positive")
+	}
+	return nil
+}

@@ -1,0 +1,600 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Idempotency records make a resent platform request never reach the core
+// twice. One record per (scope, key) — scope is the platform, key its
+// requestUUID — holds a fingerprint of the signed requestBody, a state, and
+// once the core has answered, the exact reply bytes sent back.
+//
+// States (modelled on Stripe idempotency keys and the IETF Idempotency-Key
+// draft):
+//
+//	in_progress  one caller (the owner, holding a token) is calling the core,
+//	             under a lease; nobody else may.
+//	completed    the core gave a definite answer; Reply is replayed verbatim.
+//	released     the core definitely did not act; the next request runs anew.
+//	unknown      the outcome is ambiguous (timeout after sending, reset
+//	             while reading, or the owner died and its lease expired);
+//	             a resend retries (the core dedupes on Idempotency-Key) or is
+//	             held for an operator, as the caller chooses.
+//
+// A typical handler:
+//
+//	out, rec, token, err := s.Begin(ctx, platform, uuid, fp, now, lease, retry)
+//	switch out {
+//	case Acquired: call the core, then Complete / Release / MarkUnknown
+//	case Replay:   send rec.Reply
+//	case InFlight: rec, err = s.Wait(ctx, platform, uuid, now.Add(5*time.Second))
+//	               then Begin again: Replay, or still InFlight → "处理中"
+//	case Conflict: conflict reply
+//	case Held:     "处理中"
+//	}
+//
+// Every failure of the store itself wraps ErrUnavailable and leaves no
+// partial record; the caller then fails closed without calling the core.
+type Idempotency struct {
+	// Now is the clock Wait reads to know when to stop and whether a lease
+	// has expired. Default time.Now. Every other method takes its time from
+	// the caller. Set it before the first call.
+	Now func() time.Time
+
+	// MaxPoll caps the interval between two reads in Wait, which starts at
+	// 2 ms and doubles. Default 50 ms.
+	MaxPoll time.Duration
+
+	db *DB
+}
+
+// State is the state of an idempotency record.
+type State string
+
+// Record states.
+const (
+	StateInProgress State = "in_progress"
+	StateCompleted  State = "completed"
+	StateReleased   State = "released"
+	StateUnknown    State = "unknown"
+)
+
+func (s State) valid() bool {
+	switch s {
+	case StateInProgress, StateCompleted, StateReleased, StateUnknown:
+		return true
+	}
+	return false
+}
+
+// Outcome is what Begin decided.
+type Outcome int
+
+// Begin outcomes.
+const (
+	// Acquired: the caller now owns the record (new, or taken over from
+	// released, or from unknown when retrying) and must call the core, then
+	// record the result with Complete, Release or MarkUnknown.
+	Acquired Outcome = iota + 1
+	// Replay: the record is completed with the same fingerprint; Record.Reply
+	// holds the reply to send again, byte for byte.
+	Replay
+	// Conflict: the key is taken by a different body (completed, in
+	// progress or unknown). The record was not changed.
+	Conflict
+	// InFlight: another owner is calling the core and its lease runs.
+	InFlight
+	// Held: the outcome of an earlier call is unknown and the caller did not
+	// ask to retry; an operator resolves it.
+	Held
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Acquired:
+		return "acquired"
+	case Replay:
+		return "replay"
+	case Conflict:
+		return "conflict"
+	case InFlight:
+		return "in_flight"
+	case Held:
+		return "held"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// Record is one idempotency record. The owner token is never part of it:
+// only Begin hands it out, to the caller that acquired the record.
+type Record struct {
+	Scope       string `json:"scope"`
+	Key         string `json:"key"`
+	Fingerprint string `json:"fingerprint"`
+	State       State  `json:"state"`
+	// Reply is the stored reply; set only when State is completed.
+	Reply []byte `json:"reply,omitempty"`
+	// LeaseUntil is when an in_progress owner is presumed dead; zero in the
+	// other states.
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
+	// Attempts counts acquisitions: how many times the core may have been
+	// called for this key.
+	Attempts  int       `json:"attempts"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Note says why the record is unknown, or how an operator resolved it.
+	Note string `json:"note,omitempty"`
+}
+
+// Resolution is an operator's decision on an unknown record.
+type Resolution struct {
+	// State is StateCompleted (the core did act; Reply is what to replay)
+	// or StateReleased (it did not; the next resend runs anew).
+	State State
+	// Reply is the complete signed reply to replay; required with
+	// StateCompleted, ignored otherwise.
+	Reply []byte
+	// Note records who decided and why.
+	Note string
+}
+
+var (
+	// ErrNotFound: no record has this scope and key.
+	ErrNotFound = errors.New("idempotency record not found")
+	// ErrNotOwner: the token does not hold the record any more (another
+	// caller re-acquired it, an operator resolved it, or it is finished).
+	// The record was not changed.
+	ErrNotOwner = errors.New("idempotency record is not held by this token")
+	// ErrNotUnknown: an operator tried to resolve a record whose outcome is
+	// not unknown. The record was not changed.
+	ErrNotUnknown = errors.New("idempotency record is not in state unknown")
+)
+
+// noteLeaseExpired is the note on a record whose owner stopped (crash,
+// kill -9, lost store) while calling the core.
+const noteLeaseExpired = "lease expired: the owner stopped before recording the outcome of the core call"
+
+// NewIdempotency returns the idempotency records of db, creating or
+// upgrading their table first. It is safe to call from several instances
+// at once on one database.
+func NewIdempotency(ctx context.Context, db *DB) (*Idempotency, error) {
+	if err := db.migrate(ctx, idempotencyMigrations); err != nil {
+		return nil, fmt.Errorf("idempotency: migrating the store: %w", err)
+	}
+	return &Idempotency{db: db}, nil
+}
+
+const recordColumns = `scope, key, fingerprint, state, reply, lease_until, attempts, created_at, updated_at, note`
+
+const (
+	sqlInsert = `INSERT INTO gongbao_idempotency
+		(scope, key, fingerprint, state, owner, lease_until, attempts, created_at, updated_at, note)
+		VALUES ($1, $2, $3, 'in_progress', $4, $5, 1, $6, $6, '')
+		ON CONFLICT (scope, key) DO NOTHING`
+	sqlGet     = `SELECT ` + recordColumns + ` FROM gongbao_idempotency WHERE scope = $1 AND key = $2`
+	sqlAcquire = `UPDATE gongbao_idempotency
+		SET fingerprint = $3, state = 'in_progress', owner = $4, lease_until = $5,
+		    attempts = attempts + 1, updated_at = $6
+		WHERE scope = $1 AND key = $2`
+	// sqlExpire keeps the owner: the caller that lost its lease may still
+	// come back with a definite answer, which is then recorded.
+	sqlExpire = `UPDATE gongbao_idempotency
+		SET state = 'unknown', lease_until = NULL, note = $3, updated_at = $4
+		WHERE scope = $1 AND key = $2`
+	// The owner statements accept unknown as well as in_progress: an
+	// owner whose lease expired but who was not replaced still knows best.
+	sqlComplete = `UPDATE gongbao_idempotency
+		SET state = 'completed', reply = $4, lease_until = NULL, updated_at = $5
+		WHERE scope = $1 AND key = $2 AND owner = $3 AND state IN ('in_progress', 'unknown')`
+	sqlRelease = `UPDATE gongbao_idempotency
+		SET state = 'released', lease_until = NULL, updated_at = $4
+		WHERE scope = $1 AND key = $2 AND owner = $3 AND state IN ('in_progress', 'unknown')`
+	sqlMarkUnknown = `UPDATE gongbao_idempotency
+		SET state = 'unknown', lease_until = NULL, note = $4, updated_at = $5
+		WHERE scope = $1 AND key = $2 AND owner = $3 AND state IN ('in_progress', 'unknown')`
+	sqlResolve = `UPDATE gongbao_idempotency
+		SET state = $3, reply = $4, owner = '', lease_until = NULL, note = $5, updated_at = $6
+		WHERE scope = $1 AND key = $2`
+	sqlList = `SELECT ` + recordColumns + ` FROM gongbao_idempotency
+		WHERE state = $1 ORDER BY updated_at, scope, key LIMIT $2`
+	sqlListAll = `SELECT ` + recordColumns + ` FROM gongbao_idempotency
+		ORDER BY updated_at, scope, key LIMIT $1`
+	// sqlPurge deletes one batch. The state and age are tested again on
+	// the outer DELETE so that PostgreSQL re-checks them on the row it
+	// locks: a record re-acquired meanwhile is not deleted.
+	sqlPurge = `DELETE FROM gongbao_idempotency
+		WHERE state IN ('completed', 'released') AND updated_at < $1
+		AND (scope, key) IN (
+			SELECT scope, key FROM gongbao_idempotency
+			WHERE state IN ('completed', 'released') AND updated_at < $1
+			LIMIT $2)`
+	sqlExpireAll = `UPDATE gongbao_idempotency
+		SET state = 'unknown', lease_until = NULL, note = $2, updated_at = $1
+		WHERE state = 'in_progress' AND lease_until <= $1`
+)
+
+// purgeBatch bounds one DELETE, so purging a large backlog never holds the
+// single SQLite connection (or many PostgreSQL row locks) for long.
+const purgeBatch = 500
+
+// Begin starts handling a request with this scope and key and decides,
+// atomically across goroutines and instances sharing the store, what the
+// caller does:
+//
+//   - no record: one is created in_progress with a lease until now+lease →
+//     Acquired, with the owner token.
+//   - in_progress whose lease expired (now ≥ lease end): it becomes unknown
+//     first (and stays so unless re-acquired), then as below.
+//   - in_progress: same fingerprint → InFlight, else Conflict.
+//   - completed: same fingerprint → Replay (Record.Reply), else Conflict.
+//   - released: → Acquired, whatever the fingerprint (the core never acted).
+//   - unknown: other fingerprint → Conflict; retryUnknown → Acquired
+//     (the caller resends with the same Idempotency-Key); else Held.
+//
+// The token is empty unless the outcome is Acquired. Record is the record
+// as it stands after the decision.
+//
+// lease must outlast the longest core call (the reverse proxy's timeouts)
+// with a margin: an owner still waiting for the core when its lease ends
+// is presumed dead, and a retrying resend would call the core beside it.
+func (s *Idempotency) Begin(ctx context.Context, scope, key, fingerprint string, now time.Time, lease time.Duration, retryUnknown bool) (Outcome, Record, string, error) {
+	if err := checkKey(scope, key); err != nil {
+		return 0, Record{}, "", err
+	}
+	if fingerprint == "" || lease <= 0 {
+		return 0, Record{}, "", errors.New("idempotency begin: empty fingerprint or non-positive lease")
+	}
+	now = dbNow(now)
+	token := rand.Text()
+	q, err := s.db.q()
+	if err != nil {
+		return 0, Record{}, "", fmt.Errorf("idempotency begin: %w", err)
+	}
+	// A record deleted by Purge between the steps below sends us round
+	// again; it cannot happen twice in a row in practice.
+	for range 3 {
+		out, rec, err := s.begin(ctx, q, scope, key, fingerprint, token, now, lease, retryUnknown)
+		if errors.Is(err, errNoRows) {
+			continue
+		}
+		if err != nil {
+			return 0, Record{}, "", fmt.Errorf("idempotency begin: %w", err)
+		}
+		if out != Acquired {
+			token = ""
+		}
+		return out, rec, token, nil
+	}
+	return 0, Record{}, "", fmt.Errorf("idempotency begin: %w", unavailable(errors.New("record keeps vanishing")))
+}
+
+// begin is one attempt. Creating the record is one atomic statement (the
+// primary key decides between racing callers). Answers that change nothing
+// (Replay, Conflict, InFlight, Held) come from a plain read. Only a change
+// of an existing record (lease expiry, take-over) locks it, and decides
+// again on what it finds under the lock.
+func (s *Idempotency) begin(ctx context.Context, q querier, scope, key, fp, token string, now time.Time, lease time.Duration, retry bool) (Outcome, Record, error) {
+	leaseUntil := now.Add(lease)
+	n, err := q.exec(ctx, sqlInsert, scope, key, fp, token, leaseUntil, now)
+	if err != nil {
+		return 0, Record{}, err
+	}
+	if n == 1 {
+		return Acquired, Record{
+			Scope: scope, Key: key, Fingerprint: fp, State: StateInProgress,
+			LeaseUntil: leaseUntil, Attempts: 1, CreatedAt: now, UpdatedAt: now,
+		}, nil
+	}
+	cur, err := scanRecord(q.queryRow(ctx, sqlGet, scope, key))
+	if err != nil {
+		return 0, Record{}, err
+	}
+	if out, expire, acquire := decide(cur, fp, now, retry); !expire && !acquire {
+		return out, cur, nil
+	}
+	var out Outcome
+	var rec Record
+	err = s.db.inTx(ctx, func(tx querier) error {
+		cur, err := scanRecord(tx.queryRow(ctx, sqlGet+s.db.forUpdate(), scope, key))
+		if err != nil {
+			return err
+		}
+		var expire, acquire bool
+		out, expire, acquire = decide(cur, fp, now, retry)
+		if expire {
+			if _, err := tx.exec(ctx, sqlExpire, scope, key, noteLeaseExpired, now); err != nil {
+				return err
+			}
+			cur = expired(cur, now)
+		}
+		if acquire {
+			if _, err := tx.exec(ctx, sqlAcquire, scope, key, fp, token, leaseUntil, now); err != nil {
+				return err
+			}
+			cur.Fingerprint, cur.State, cur.LeaseUntil, cur.UpdatedAt = fp, StateInProgress, leaseUntil, now
+			cur.Attempts++
+		}
+		rec = cur
+		return nil
+	})
+	return out, rec, err
+}
+
+// decide is the state machine of Begin on an existing record: the outcome,
+// whether the record's lease has expired (it must become unknown), and
+// whether the caller takes the record over.
+func decide(cur Record, fp string, now time.Time, retryUnknown bool) (out Outcome, expire, acquire bool) {
+	state := cur.State
+	if leaseExpired(cur, now) {
+		state, expire = StateUnknown, true
+	}
+	same := cur.Fingerprint == fp
+	switch {
+	case state == StateReleased:
+		return Acquired, expire, true
+	case !same:
+		return Conflict, expire, false
+	case state == StateCompleted:
+		return Replay, expire, false
+	case state == StateInProgress:
+		return InFlight, expire, false
+	case retryUnknown:
+		return Acquired, expire, true
+	default:
+		return Held, expire, false
+	}
+}
+
+func leaseExpired(r Record, now time.Time) bool {
+	return r.State == StateInProgress && !now.Before(r.LeaseUntil)
+}
+
+func expired(r Record, now time.Time) Record {
+	r.State, r.LeaseUntil, r.Note, r.UpdatedAt = StateUnknown, time.Time{}, noteLeaseExpired, now
+	return r
+}
+
+// Complete records the core's definite answer (any 2xx, business refusals
+// included) and the exact reply sent to the platform, which later resends
+// get byte for byte. ErrNotOwner if token no longer holds the record.
+func (s *Idempotency) Complete(ctx context.Context, scope, key, token string, reply []byte, now time.Time) error {
+	if len(reply) == 0 {
+		return errors.New("idempotency complete: empty reply")
+	}
+	return s.finish(ctx, "complete", sqlComplete, scope, key, token, reply, dbNow(now))
+}
+
+// Release records that the core definitely did not act (refused before
+// the call, connection refused, 503, 429): the next resend runs anew.
+// ErrNotOwner if token no longer holds the record.
+func (s *Idempotency) Release(ctx context.Context, scope, key, token string, now time.Time) error {
+	return s.finish(ctx, "release", sqlRelease, scope, key, token, dbNow(now))
+}
+
+// MarkUnknown records that the core may or may not have acted (timeout
+// after sending, connection reset while reading the reply); note says what
+// happened, for operators. ErrNotOwner if token no longer holds the record.
+func (s *Idempotency) MarkUnknown(ctx context.Context, scope, key, token, note string, now time.Time) error {
+	return s.finish(ctx, "mark unknown", sqlMarkUnknown, scope, key, token, note, dbNow(now))
+}
+
+// finish runs one owner statement: a single conditional UPDATE, so a stale
+// owner changes nothing.
+func (s *Idempotency) finish(ctx context.Context, op, query, scope, key, token string, args ...any) error {
+	if err := checkKey(scope, key); err != nil {
+		return err
+	}
+	if token == "" {
+		return fmt.Errorf("idempotency %s: %w", op, ErrNotOwner)
+	}
+	q, err := s.db.q()
+	if err != nil {
+		return fmt.Errorf("idempotency %s: %w", op, err)
+	}
+	n, err := q.exec(ctx, query, append([]any{scope, key, token}, args...)...)
+	if err != nil {
+		return fmt.Errorf("idempotency %s: %w", op, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("idempotency %s: %w", op, ErrNotOwner)
+	}
+	return nil
+}
+
+// Get returns the record, or ErrNotFound.
+func (s *Idempotency) Get(ctx context.Context, scope, key string) (Record, error) {
+	q, err := s.db.q()
+	if err != nil {
+		return Record{}, fmt.Errorf("idempotency get: %w", err)
+	}
+	rec, err := scanRecord(q.queryRow(ctx, sqlGet, scope, key))
+	if errors.Is(err, errNoRows) {
+		return Record{}, ErrNotFound
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("idempotency get: %w", err)
+	}
+	return rec, nil
+}
+
+// Wait reads the record until it leaves in_progress, its lease expires,
+// the Now clock reaches until, or ctx ends, and returns it as last read.
+// A record still in_progress means the wait timed out. The caller then
+// calls Begin again, which decides on the fresh state (and turns an
+// expired lease into unknown). ErrNotFound if the record does not exist.
+func (s *Idempotency) Wait(ctx context.Context, scope, key string, until time.Time) (Record, error) {
+	clock := s.Now
+	if clock == nil {
+		clock = time.Now
+	}
+	maxPoll := s.MaxPoll
+	if maxPoll <= 0 {
+		maxPoll = 50 * time.Millisecond
+	}
+	pause := 2 * time.Millisecond
+	for {
+		rec, err := s.Get(ctx, scope, key)
+		if err != nil {
+			return Record{}, err
+		}
+		now := clock()
+		if rec.State != StateInProgress || leaseExpired(rec, now) || !now.Before(until) {
+			return rec, nil
+		}
+		// Sleep at most until the deadline on the real clock; with an
+		// injected clock the pause only paces the reads.
+		d := min(pause, until.Sub(now))
+		timer := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return rec, fmt.Errorf("idempotency wait: %w", ctx.Err())
+		case <-timer.C:
+		}
+		pause = min(2*pause, maxPoll)
+	}
+}
+
+// List returns up to limit records in state (every state if state is
+// empty), least recently updated first. limit ≤ 0 means 100; at most 1000.
+// Operators list StateUnknown; run ExpireLeases first so records of dead
+// owners show up there too.
+func (s *Idempotency) List(ctx context.Context, state State, limit int) ([]Record, error) {
+	if state != "" && !state.valid() {
+		return nil, fmt.Errorf("idempotency list: unknown state %q", state)
+	}
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	q, err := s.db.q()
+	if err != nil {
+		return nil, fmt.Errorf("idempotency list: %w", err)
+	}
+	var rows rowIter
+	if state == "" {
+		rows, err = q.query(ctx, sqlListAll, limit)
+	} else {
+		rows, err = q.query(ctx, sqlList, string(state), limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("idempotency list: %w", err)
+	}
+	defer rows.Close()
+	var out []Record
+	for rows.Next() {
+		rec, err := scanRecord(rows)
+		if err != nil {
+			return nil, fmt.Errorf("idempotency list: %w", err)
+		}
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("idempotency list: %w", err)
+	}
+	return out, nil
+}
+
+// Resolve is an operator's decision on an unknown record (an in_progress
+// record whose lease has expired counts as unknown): completed with the
+// reply to replay, or released. The previous owner loses the record.
+// ErrNotFound, or ErrNotUnknown for any other state, change nothing.
+func (s *Idempotency) Resolve(ctx context.Context, scope, key string, res Resolution, now time.Time) (Record, error) {
+	var reply []byte
+	switch res.State {
+	case StateCompleted:
+		if len(res.Reply) == 0 {
+			return Record{}, errors.New("idempotency resolve: completing a record needs the reply to replay")
+		}
+		reply = res.Reply
+	case StateReleased:
+	default:
+		return Record{}, fmt.Errorf("idempotency resolve: cannot resolve to state %q (want completed or released)", res.State)
+	}
+	now = dbNow(now)
+	var rec Record
+	err := s.db.inTx(ctx, func(tx querier) error {
+		cur, err := scanRecord(tx.queryRow(ctx, sqlGet+s.db.forUpdate(), scope, key))
+		if errors.Is(err, errNoRows) {
+			return ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if cur.State != StateUnknown && !leaseExpired(cur, now) {
+			return fmt.Errorf("%w (it is %s)", ErrNotUnknown, cur.State)
+		}
+		if _, err := tx.exec(ctx, sqlResolve, scope, key, string(res.State), nullBytes(reply), res.Note, now); err != nil {
+			return err
+		}
+		cur.State, cur.Reply, cur.LeaseUntil, cur.Note, cur.UpdatedAt = res.State, reply, time.Time{}, res.Note, now
+		rec = cur
+		return nil
+	})
+	if err != nil {
+		return Record{}, fmt.Errorf("idempotency resolve: %w", err)
+	}
+	return rec, nil
+}
+
+// ExpireLeases turns every in_progress record whose lease ended at or
+// before now into unknown, and returns how many. Begin does this for the
+// one record it touches; this sweep makes dead owners' records visible to
+// List(StateUnknown) even when the platform never resends. Run it with
+// Purge.
+func (s *Idempotency) ExpireLeases(ctx context.Context, now time.Time) (int64, error) {
+	q, err := s.db.q()
+	if err != nil {
+		return 0, fmt.Errorf("idempotency expire leases: %w", err)
+	}
+	n, err := q.exec(ctx, sqlExpireAll, dbNow(now), noteLeaseExpired)
+	if err != nil {
+		return 0, fmt.Errorf("idempotency expire leases: %w", err)
+	}
+	return n, nil
+}
+
+// Purge deletes completed and released records last updated before
+// `before`, and returns how many. in_progress and unknown records are never
+// deleted, however old: they are work in progress or an operator's case.
+func (s *Idempotency) Purge(ctx context.Context, before time.Time) (int64, error) {
+	q, err := s.db.q()
+	if err != nil {
+		return 0, fmt.Errorf("idempotency purge: %w", err)
+	}
+	before = dbNow(before)
+	var total int64
+	for {
+		n, err := q.exec(ctx, sqlPurge, before, purgeBatch)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("idempotency purge: %w", err)
+		}
+		if n < purgeBatch {
+			return total, nil
+		}
+	}
+}
+
+func checkKey(scope, key string) error {
+	if scope == "" || key == "" {
+		return errors.New("idempotency: empty scope or key")
+	}
+	return nil
+}
+
+func scanRecord(sc scanner) (Record, error) {
+	var r Record
+	var state string
+	var lease, created, updated dbTime
+	if err := sc.Scan(&r.Scope, &r.Key, &r.Fingerprint, &state, &r.Reply, &lease, &r.Attempts, &created, &updated, &r.Note); err != nil {
+		return Record{}, err
+	}
+	r.State = State(state)
+	r.LeaseUntil, r.CreatedAt, r.UpdatedAt = lease.t, created.t, updated.t
+	return r, nil
+}
