@@ -199,7 +199,7 @@ func (h *Handler) callCore(x *exchange, r *http.Request, next caddyhttp.Handler,
 	coreReq := h.coreRequest(x, r, body)
 	rec := newCoreRecorder(h.MaxCoreReplySize)
 	began := time.Now()
-	err := next.ServeHTTP(rec, coreReq)
+	err := serveRecovered(next, rec, coreReq)
 	x.coreTime = time.Since(began)
 	x.coreStatus = rec.status()
 	if err != nil {
@@ -209,6 +209,25 @@ func (h *Handler) callCore(x *exchange, r *http.Request, next caddyhttp.Handler,
 		return nil, coreError{kind: coreInvalid, status: x.coreStatus, cause: errors.New("core reply exceeds max_core_reply_size")}
 	}
 	return classifyCoreAnswer(x.coreStatus, rec.body.Bytes())
+}
+
+// errCoreAborted is a core answer broken off midway: reverse_proxy aborts
+// the handler (panics with http.ErrAbortHandler) once it has begun copying
+// an answer it cannot finish. Our recorder has sent nothing yet, so the
+// platform still gets a proper reply.
+var errCoreAborted = errors.New("the core's answer broke off midway")
+
+// serveRecovered runs the next handler, turning its abort into an error.
+func serveRecovered(next caddyhttp.Handler, w http.ResponseWriter, r *http.Request) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				panic(p)
+			}
+			err = errCoreAborted
+		}
+	}()
+	return next.ServeHTTP(w, r)
 }
 
 // neverSent tells whether reverse_proxy failed before any byte reached the

@@ -108,6 +108,7 @@ func sidecarConfig(t *testing.T, coreAddr, extraGlobal, extraProxy string) strin
 		sign_key {env.GONGBAO_TEST_KEY}
 		mappings %s
 		max_body_size 64KiB
+		store sqlite %s
 		%s
 	}
 }
@@ -124,7 +125,7 @@ http://localhost:9080 {
 		}
 	}
 }
-`, mappings, extraGlobal, coreAddr, extraProxy)
+`, mappings, filepath.Join(t.TempDir(), "gongbao.db"), extraGlobal, coreAddr, extraProxy)
 }
 
 // startSidecar loads cfg into the test Caddy. caddytest skips (passes
@@ -193,6 +194,16 @@ func signed(t *testing.T, msg []byte, key string, replace ...string) []byte {
 	out, err := protocol.Resign(msg, key, protocol.NewUUID())
 	if err != nil {
 		t.Fatalf("signing: %v", err)
+	}
+	return out
+}
+
+// resignKeepingUUID re-signs msg keeping its requestUUID.
+func resignKeepingUUID(t *testing.T, msg []byte, uuid string) []byte {
+	t.Helper()
+	out, err := protocol.Resign(msg, testKey, uuid)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return out
 }
