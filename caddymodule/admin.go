@@ -54,6 +54,16 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		return app.showRequest(w, r, parts[1])
 	case parts[0] == "requests" && len(parts) == 3 && parts[2] == "resolve" && r.Method == http.MethodPost:
 		return app.resolveRequest(w, r, parts[1])
+	case parts[0] == "journal" && len(parts) == 1 && r.Method == http.MethodGet:
+		return app.findJournal(w, r)
+	case parts[0] == "deliveries" && len(parts) == 1 && r.Method == http.MethodGet:
+		return app.listDeliveries(w, r)
+	case parts[0] == "deliveries" && len(parts) == 2 && parts[1] == "stats" && r.Method == http.MethodGet:
+		return app.deliveryStats(w, r)
+	case parts[0] == "deliveries" && len(parts) == 2 && r.Method == http.MethodGet:
+		return app.showDelivery(w, r, parts[1])
+	case parts[0] == "deliveries" && len(parts) == 3 && parts[2] == "retry" && r.Method == http.MethodPost:
+		return app.retryDelivery(w, r, parts[1])
 	default:
 		return adminError(http.StatusNotFound, "no such gongbao admin endpoint: %s %s", r.Method, r.URL.Path)
 	}
@@ -69,10 +79,10 @@ func runningApp() (*App, error) {
 }
 
 func (a *App) idempotencyStore() (*store.Idempotency, error) {
-	if a.store == nil {
+	if a.idem == nil {
 		return nil, adminError(http.StatusConflict, "idempotency is off: there are no request records")
 	}
-	return a.store.idempotency, nil
+	return a.idem, nil
 }
 
 // requestRecordJSON is a record as operators see it: the stored reply as

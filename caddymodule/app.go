@@ -20,6 +20,7 @@ import (
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+	"github.com/caddy-gongbao/gongbao/caddymodule/store"
 )
 
 func init() {
@@ -66,6 +67,16 @@ type App struct {
 	// by default.
 	Idempotency *IdempotencyConfig `json:"idempotency,omitempty"`
 
+	// InsuranceCode is the insurer's code agreed with 工保网; it fills
+	// insuranceCode in every callback. Placeholders allowed.
+	InsuranceCode string `json:"insurance_code,omitempty"`
+
+	// Callbacks sets where and how callbacks are delivered.
+	Callbacks *CallbackConfig `json:"callbacks,omitempty"`
+
+	// Journal sets the message journal. On by default.
+	Journal *JournalConfig `json:"journal,omitempty"`
+
 	signKey    string
 	verifyKeys []string
 	mappings   *mapping.Set
@@ -73,6 +84,10 @@ type App struct {
 	logger     *zap.Logger
 	store      *storeHandle
 	storeKey   string
+	idem       *store.Idempotency // nil when idempotency is off
+	insurance  string
+	callbackTo map[string]string // event name → callback URL
+	maskers    map[string]masker // request root → personal data masks
 	ctx        caddy.Context
 	stop       context.CancelFunc
 	done       chan struct{}
@@ -124,26 +139,49 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.mappings = set
 	a.ctx = ctx
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("gongbao: registering metrics: %w", err)
+	}
 	return a.provisionStore(ctx, repl)
 }
 
-// provisionStore opens (or reuses, across reloads) the durable store.
+// provisionStore opens (or reuses, across reloads) the durable store that
+// idempotency records and callback deliveries live in.
 func (a *App) provisionStore(ctx caddy.Context, repl *caddy.Replacer) error {
 	if a.Idempotency == nil {
 		a.Idempotency = new(IdempotencyConfig)
 	}
 	a.Idempotency.withDefaults()
-	if a.Idempotency.Disabled {
+	if a.Callbacks == nil {
+		a.Callbacks = new(CallbackConfig)
+	}
+	if a.Journal == nil {
+		a.Journal = new(JournalConfig)
+	}
+	a.Journal.withDefaults()
+	a.maskers = make(map[string]masker, len(a.mappings.Inbound))
+	for root, m := range a.mappings.Inbound {
+		a.maskers[root] = newMasker(m)
+	}
+	a.insurance = repl.ReplaceKnown(a.InsuranceCode, "")
+	a.callbackTo = make(map[string]string, len(a.mappings.Outbound))
+	for event, m := range a.mappings.Outbound {
+		a.callbackTo[event] = a.Callbacks.callbackURL(m, repl)
+	}
+	if a.Idempotency.Disabled && a.Journal.Disabled && len(a.mappings.Outbound) == 0 {
 		return nil
 	}
 	if a.Store == nil {
 		a.Store = new(StoreConfig)
 	}
-	handle, key, err := openStore(ctx, a.Store.resolve(repl))
+	handle, key, err := openStore(ctx, a.Store.resolve(repl), a.Callbacks)
 	if err != nil {
 		return err
 	}
 	a.store, a.storeKey = handle, key
+	if !a.Idempotency.Disabled {
+		a.idem = handle.idempotency
+	}
 	return nil
 }
 
@@ -192,6 +230,9 @@ func (a *App) Validate() error {
 	if len(a.mappings.Inbound) == 0 {
 		return errors.New("gongbao: the mapping set has no inbound message")
 	}
+	if err := a.Callbacks.validate(a.callbackTo); err != nil {
+		return err
+	}
 	return a.Idempotency.validate()
 }
 
@@ -204,12 +245,17 @@ func describePlaceholder(s string) string {
 	return "(literal value)"
 }
 
-// Start begins the store's housekeeping: expiring dead leases and purging
+// Start starts callback delivery (once per store, with this config's
+// keys) and the store's housekeeping: expiring dead leases and purging
 // records past their retention.
 func (a *App) Start() error {
 	if a.store == nil {
 		return nil
 	}
+	if err := a.store.deliveries.start(a.verifyKeys); err != nil {
+		return fmt.Errorf("gongbao: starting callback delivery: %w", err)
+	}
+	callbackStats.current.Store(a)
 	ctx, cancel := context.WithCancel(context.Background())
 	a.stop, a.done = cancel, make(chan struct{})
 	go a.housekeep(ctx)
@@ -218,6 +264,7 @@ func (a *App) Start() error {
 
 // Stop ends the housekeeping.
 func (a *App) Stop() error {
+	callbackStats.current.CompareAndSwap(a, nil)
 	if a.stop != nil {
 		a.stop()
 		<-a.done
@@ -243,9 +290,21 @@ func (a *App) housekeep(ctx context.Context) {
 }
 
 // housekeepOnce turns expired leases into unknown records (so operators
-// see them) and purges completed and released records past retention.
+// see them) and purges idempotency records and journal entries past
+// retention.
 func (a *App) housekeepOnce(ctx context.Context, now time.Time) {
-	idem := a.store.idempotency
+	if j := a.store.journal; j != nil {
+		if _, err := j.journal.PurgeBodies(ctx, now.Add(-time.Duration(a.Journal.BodyRetention))); err != nil {
+			a.logger.Warn("purging journal bodies", zap.Error(err))
+		}
+		if _, err := j.journal.Purge(ctx, now.Add(-time.Duration(a.Journal.Retention))); err != nil {
+			a.logger.Warn("purging the journal", zap.Error(err))
+		}
+	}
+	idem := a.idem
+	if idem == nil {
+		return
+	}
 	if n, err := idem.ExpireLeases(ctx, now); err != nil {
 		a.logger.Warn("expiring idempotency leases", zap.Error(err))
 	} else if n > 0 {
@@ -255,6 +314,20 @@ func (a *App) housekeepOnce(ctx context.Context, now time.Time) {
 	if _, err := idem.Purge(ctx, cutoff); err != nil {
 		a.logger.Warn("purging idempotency records", zap.Error(err))
 	}
+}
+
+// journal is the journal writer, or nil when the journal is off.
+func (a *App) journal() *journalWriter {
+	if a.store == nil || a.Journal.Disabled {
+		return nil
+	}
+	return a.store.journal
+}
+
+// outbound returns the mapping for an event name.
+func (a *App) outbound(event string) (*mapping.Outbound, bool) {
+	m, ok := a.mappings.Outbound[event]
+	return m, ok
 }
 
 // inbound returns the mapping for a request root element.

@@ -14,8 +14,11 @@ import (
 func init() {
 	httpcaddyfile.RegisterGlobalOption("gongbao", parseGlobalOption)
 	httpcaddyfile.RegisterHandlerDirective("gongbao", parseHandlerDirective)
+	httpcaddyfile.RegisterHandlerDirective("gongbao_notify", parseNotifyDirective)
 	// The handler must see the platform request before reverse_proxy does.
 	httpcaddyfile.RegisterDirectiveOrder("gongbao", httpcaddyfile.Before, "reverse_proxy")
+	// The events intake answers by itself, like respond.
+	httpcaddyfile.RegisterDirectiveOrder("gongbao_notify", httpcaddyfile.Before, "respond")
 }
 
 // parseGlobalOption sets up the gongbao app from the global options block.
@@ -32,6 +35,22 @@ func init() {
 //		max_value_chars <n>
 //		store sqlite [<file>]
 //		store postgres <dsn> [<schema>]
+//		insurance_code  <code>
+//		callbacks {
+//			base            <url>
+//			url             <callback root|event> <url>
+//			attempt_timeout <duration>
+//			deadline        <duration>
+//			workers         <n>
+//			poll_interval   <duration>
+//			rescue_after    <duration>
+//		}
+//		journal off
+//		journal {
+//			retention          <duration>
+//			body_retention     <duration>
+//			mask_personal_data
+//		}
 //		idempotency off
 //		idempotency {
 //			scope           <name>
@@ -93,6 +112,12 @@ func (a *App) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 		return a.unmarshalStore(d)
 	case "idempotency":
 		return a.unmarshalIdempotency(d)
+	case "insurance_code":
+		return singleArg(d, &a.InsuranceCode)
+	case "callbacks":
+		return a.unmarshalCallbacks(d)
+	case "journal":
+		return a.unmarshalJournal(d)
 	default:
 		return d.Errf("unrecognized subdirective '%s'", d.Val())
 	}
@@ -153,6 +178,118 @@ func (a *App) unmarshalIdempotency(d *caddyfile.Dispenser) error {
 		}
 		if err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+func (a *App) unmarshalJournal(d *caddyfile.Dispenser) error {
+	cfg := new(JournalConfig)
+	a.Journal = cfg
+	if d.NextArg() {
+		if d.Val() != "off" || d.NextArg() {
+			return d.Errf("journal: want 'off' or a block, got '%s'", d.Val())
+		}
+		cfg.Disabled = true
+		return nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "retention":
+			err = durationArg(d, &cfg.Retention)
+		case "body_retention":
+			err = durationArg(d, &cfg.BodyRetention)
+		case "mask_personal_data":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			cfg.MaskPersonalData = true
+		default:
+			err = d.Errf("unrecognized subdirective '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *App) unmarshalCallbacks(d *caddyfile.Dispenser) error {
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	cfg := new(CallbackConfig)
+	a.Callbacks = cfg
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "base":
+			err = singleArg(d, &cfg.Base)
+		case "url":
+			args := d.RemainingArgs()
+			if len(args) != 2 {
+				return d.ArgErr()
+			}
+			if cfg.URLs == nil {
+				cfg.URLs = make(map[string]string)
+			}
+			cfg.URLs[args[0]] = args[1]
+		case "attempt_timeout":
+			err = durationArg(d, &cfg.AttemptTimeout)
+		case "deadline":
+			err = durationArg(d, &cfg.Deadline)
+		case "poll_interval":
+			err = durationArg(d, &cfg.PollInterval)
+		case "rescue_after":
+			err = durationArg(d, &cfg.RescueAfter)
+		case "workers":
+			err = intArg(d, &cfg.Workers)
+		default:
+			err = d.Errf("unrecognized subdirective '%s'", d.Val())
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// parseNotifyDirective sets up the core-facing events intake.
+//
+// Syntax:
+//
+//	gongbao_notify [<event>...] {
+//		events         <event>...
+//		max_event_size <size>
+//	}
+//
+// Events are outbound mapping names such as policy-paid; the event is the
+// last segment of the request path (/events/policy-paid).
+func parseNotifyDirective(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(NotifyHandler)
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return handler, err
+}
+
+// UnmarshalCaddyfile sets up the notify handler from Caddyfile tokens.
+func (h *NotifyHandler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	h.Events = append(h.Events, d.RemainingArgs()...)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "events":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return d.ArgErr()
+			}
+			h.Events = append(h.Events, args...)
+		case "max_event_size":
+			if err := sizeArg(d, &h.MaxEventSize); err != nil {
+				return err
+			}
+		default:
+			return d.Errf("unrecognized subdirective '%s'", d.Val())
 		}
 	}
 	return nil
@@ -256,4 +393,5 @@ func intArg(d *caddyfile.Dispenser, dst *int) error {
 var (
 	_ caddyfile.Unmarshaler = (*App)(nil)
 	_ caddyfile.Unmarshaler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler = (*NotifyHandler)(nil)
 )

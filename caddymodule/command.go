@@ -20,7 +20,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "gongbao",
-		Usage: "<sign|verify|send> [flags]",
+		Usage: "<sign|verify|send|deliveries|journal|mapping|simulate> [flags]",
 		Short: "Signs, verifies and sends 工保网 protocol messages",
 		Long: `
 Tools for the 工保网 signed-XML protocol. Keys are read from an environment
@@ -28,13 +28,17 @@ variable (--key-env, default GONGBAO_SIGN_KEY) or a file (--key-file), never
 from the command line, and are never printed.
 
   caddy gongbao sign   [--file F] [--new-uuid]   prints F (or stdin) signed
-  caddy gongbao verify [--file F]                exit 0 if the sign verifies
+  caddy gongbao verify [--file F] [--explain]    exit 0 if the sign verifies; --explain says why not
   caddy gongbao send   --url U --file F          signs, posts, verifies the reply
+  caddy gongbao deliveries list|show|retry|stats  callbacks, via the admin API
+  caddy gongbao journal --policy P               recorded exchanges, via the admin API
+  caddy gongbao mapping test <mapping> <file>    dry run of a mapping, field by field
+  caddy gongbao simulate --url U                 acts as 工保网: the whole lifecycle, callbacks included
 
 Exit status: 0 success; 1 usage or I/O error; 2 a signature does not verify;
 3 (send) the reply verified but says resultFlag=false.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), verifyCommand(), sendCommand())
+			cmd.AddCommand(signCommand(), verifyCommand(), sendCommand(), deliveriesCommand(), journalCommand(), mappingCommand(), simulateCommand())
 		},
 	})
 }
@@ -144,12 +148,14 @@ func signInput(keys *keyFlags, file string, newUUID bool, stdin io.Reader) ([]by
 func verifyCommand() *cobra.Command {
 	var keys keyFlags
 	var file string
+	var explain bool
 	cmd := &cobra.Command{
-		Use:   "verify [--file F]",
+		Use:   "verify [--file F] [--explain]",
 		Short: "Checks a message's sign; exit status 0 when it verifies",
 	}
 	keys.register(cmd)
 	cmd.Flags().StringVar(&file, "file", "", "message file (default: standard input)")
+	cmd.Flags().BoolVar(&explain, "explain", false, "when the sign fails, find out why (case, another key, trimmed values, order, a field left out…)")
 	cmd.RunE = run(func(cmd *cobra.Command) error {
 		key, err := keys.key()
 		if err != nil {
@@ -158,6 +164,12 @@ func verifyCommand() *cobra.Command {
 		data, err := readInput(file, cmd.InOrStdin())
 		if err != nil {
 			return exitError{1, err}
+		}
+		if explain {
+			if code := explainVerify(cmd.OutOrStdout(), data, []string{key}); code != 0 {
+				return exitError{code, errors.New("the sign does not verify (see above)")}
+			}
+			return nil
 		}
 		env, err := protocol.Parse(data, protocol.Limits{})
 		if err != nil {

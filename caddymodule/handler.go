@@ -85,6 +85,14 @@ type exchange struct {
 	coreStatus  int
 	coreTime    time.Duration
 	outcome     string // bounded label for logs and metrics
+	errText     string // the failure, for the journal
+
+	// For the journal.
+	requestXML  []byte
+	coreRequest []byte
+	coreReply   []byte
+	policyNo    string
+	proposalNo  string
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -96,6 +104,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	} else {
 		h.logExchange(x)
 	}
+	h.countExchange(x)
+	if j := h.app.journal(); j != nil {
+		j.add(h.journalEntry(x, reply))
+	}
 	return writeXML(w, reply)
 }
 
@@ -106,7 +118,7 @@ func (h *Handler) process(x *exchange, r *http.Request, next caddyhttp.Handler) 
 	if err != nil {
 		return nil, err
 	}
-	if h.app.store == nil {
+	if h.app.idem == nil {
 		return h.exchangeWithCore(x, r, next, coreBody)
 	}
 	claim, replay, err := h.claim(r.Context(), x, env)
@@ -126,6 +138,7 @@ func (h *Handler) admit(x *exchange, r *http.Request) (*protocol.Envelope, []byt
 	if err != nil {
 		return nil, nil, err
 	}
+	x.requestXML = body
 	env, err := protocol.Parse(body, h.app.limits)
 	if err != nil {
 		return nil, nil, err
@@ -133,6 +146,7 @@ func (h *Handler) admit(x *exchange, r *http.Request) (*protocol.Envelope, []byt
 	if err := h.dispatch(x, env); err != nil {
 		return nil, nil, err
 	}
+	x.notePolicy(env)
 	if err := h.verify(env); err != nil {
 		return nil, nil, err
 	}
@@ -140,6 +154,7 @@ func (h *Handler) admit(x *exchange, r *http.Request) (*protocol.Envelope, []byt
 	if err != nil {
 		return nil, nil, err
 	}
+	x.coreRequest = coreBody
 	return env, coreBody, nil
 }
 
@@ -154,6 +169,7 @@ func (h *Handler) exchangeWithCore(x *exchange, r *http.Request, next caddyhttp.
 	if err != nil {
 		return nil, coreError{kind: coreInvalid, status: x.coreStatus, cause: err}
 	}
+	x.noteProposal(elements)
 	return h.sign(x, elements), nil
 }
 
@@ -205,10 +221,11 @@ func (h *Handler) callCore(x *exchange, r *http.Request, next caddyhttp.Handler,
 	if err != nil {
 		return nil, coreError{kind: coreUnavailable, notSent: neverSent(err), cause: err}
 	}
+	x.coreReply = rec.body.Bytes()
 	if rec.overflow {
 		return nil, coreError{kind: coreInvalid, status: x.coreStatus, cause: errors.New("core reply exceeds max_core_reply_size")}
 	}
-	return classifyCoreAnswer(x.coreStatus, rec.body.Bytes())
+	return classifyCoreAnswer(x.coreStatus, x.coreReply)
 }
 
 // errCoreAborted is a core answer broken off midway: reverse_proxy aborts

@@ -32,16 +32,11 @@ type claimTicket struct {
 // signed refusal. The core is called only with a ticket.
 func (h *Handler) claim(ctx context.Context, x *exchange, env *protocol.Envelope) (*claimTicket, []byte, error) {
 	cfg := h.app.Idempotency
-	idem := h.app.store.idempotency
 	fp := fingerprint(env)
-	retryUnknown := cfg.UnknownOutcome == unknownRetry
-	outcome, rec, token, err := idem.Begin(ctx, cfg.Scope, x.requestUUID, fp, time.Now(), time.Duration(cfg.Lease), retryUnknown)
+	outcome, rec, token, err := h.begin(ctx, x.requestUUID, fp)
 	if err == nil && outcome == store.InFlight {
 		// Wait for the first request to finish, then decide again.
-		until := time.Now().Add(time.Duration(cfg.WaitInFlight))
-		if _, err = idem.Wait(ctx, cfg.Scope, x.requestUUID, until); err == nil {
-			outcome, rec, token, err = idem.Begin(ctx, cfg.Scope, x.requestUUID, fp, time.Now(), time.Duration(cfg.Lease), retryUnknown)
-		}
+		outcome, rec, token, err = h.waitAndBegin(ctx, x.requestUUID, fp, time.Duration(cfg.WaitInFlight))
 	}
 	if err != nil {
 		return nil, nil, requestError{msg: msgBusy, reason: "store_unavailable", cause: err}
@@ -59,6 +54,32 @@ func (h *Handler) claim(ctx context.Context, x *exchange, env *protocol.Envelope
 	}
 }
 
+// storeCallTimeout bounds each store call on the request path. A store
+// that stalls (a database host that stops answering without closing the
+// connection, an SQLite lock held elsewhere) must still let the platform
+// get its signed "retry later" reply promptly.
+const storeCallTimeout = 3 * time.Second
+
+// begin takes or reads the record, bounded by storeCallTimeout.
+func (h *Handler) begin(ctx context.Context, key, fp string) (store.Outcome, store.Record, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
+	defer cancel()
+	cfg := h.app.Idempotency
+	return h.app.idem.Begin(ctx, cfg.Scope, key, fp, time.Now(), time.Duration(cfg.Lease), cfg.UnknownOutcome == unknownRetry)
+}
+
+// waitAndBegin waits (bounded) for a request in flight to finish, then
+// decides again.
+func (h *Handler) waitAndBegin(ctx context.Context, key, fp string, wait time.Duration) (store.Outcome, store.Record, string, error) {
+	waitCtx, cancel := context.WithTimeout(ctx, wait+storeCallTimeout)
+	_, err := h.app.idem.Wait(waitCtx, h.app.Idempotency.Scope, key, time.Now().Add(wait))
+	cancel()
+	if err != nil {
+		return 0, store.Record{}, "", err
+	}
+	return h.begin(ctx, key, fp)
+}
+
 // settleTimeout bounds the store write after the core answered; it runs
 // even when the platform has hung up, so the answer is not lost.
 const settleTimeout = 10 * time.Second
@@ -73,7 +94,7 @@ const settleTimeout = 10 * time.Second
 func (h *Handler) settle(t *claimTicket, x *exchange, reply []byte, callErr error) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
-	idem := h.app.store.idempotency
+	idem := h.app.idem
 	scope := h.app.Idempotency.Scope
 	now := time.Now()
 	var err error

@@ -148,6 +148,7 @@ func coreMessage(body []byte) string {
 func (h *Handler) failureReply(x *exchange, err error) []byte {
 	f := classify(err)
 	x.outcome = f.outcome
+	x.errText = err.Error()
 	h.logFailure(x, f, err)
 	return h.sign(x, []protocol.Element{
 		{Name: "resultFlag", Text: "false"},

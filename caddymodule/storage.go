@@ -39,10 +39,17 @@ type StoreConfig struct {
 type storeHandle struct {
 	db          *store.DB
 	idempotency *store.Idempotency
+	deliveries  *deliveries
+	journal     *journalWriter
 }
 
-// Destruct closes the store when the last config using it is unloaded.
-func (s *storeHandle) Destruct() error { return s.db.Close() }
+// Destruct stops delivering and closes the store when the last config
+// using it is unloaded.
+func (s *storeHandle) Destruct() error {
+	err := s.deliveries.stop()
+	s.journal.close()
+	return errors.Join(err, s.db.Close())
+}
 
 // stores holds the open stores across config reloads.
 var stores = caddy.NewUsagePool()
@@ -66,8 +73,9 @@ func poolKey(cfg store.Config) string {
 	return "gongbao.store." + hex.EncodeToString(sum[:16])
 }
 
-// openStore returns the shared handle for cfg, opening it on first use.
-func openStore(ctx context.Context, cfg store.Config) (*storeHandle, string, error) {
+// openStore returns the shared handle for cfg, opening it (tables,
+// delivery engine) on first use.
+func openStore(ctx caddy.Context, cfg store.Config, callbacks *CallbackConfig) (*storeHandle, string, error) {
 	key := poolKey(cfg)
 	val, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
 		openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -76,12 +84,19 @@ func openStore(ctx context.Context, cfg store.Config) (*storeHandle, string, err
 		if err != nil {
 			return nil, err
 		}
-		idem, err := store.NewIdempotency(openCtx, db)
+		h := &storeHandle{db: db}
+		var journal *store.Journal
+		if h.idempotency, err = store.NewIdempotency(openCtx, db); err == nil {
+			if journal, err = store.NewJournal(openCtx, db); err == nil {
+				h.deliveries, err = newDeliveries(openCtx, h, callbacks, ctx.Slogger())
+			}
+		}
 		if err != nil {
 			db.Close()
 			return nil, err
 		}
-		return &storeHandle{db: db, idempotency: idem}, nil
+		h.journal = newJournalWriter(journal, ctx.Logger().Named("journal"))
+		return h, nil
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("gongbao store (%s): %w", cfg.Driver, err)

@@ -24,7 +24,7 @@ func (r *Rules) JSONToXML(data []byte, vars Vars) ([]protocol.Element, error) {
 	if err != nil {
 		return nil, err
 	}
-	els, fe := r.elements(obj, vars)
+	els, fe := r.elements(obj, vars, nil)
 	if fe != nil {
 		fe.origin = r.origin
 		return nil, fe
@@ -60,10 +60,16 @@ type xval struct {
 	items   []protocol.Element
 }
 
-func (r *Rules) elements(obj map[string]any, vars Vars) ([]protocol.Element, *FieldError) {
+// elements evaluates every row against obj; tr is nil except in
+// TraceJSONToXML.
+func (r *Rules) elements(obj map[string]any, vars Vars, tr *tracer) ([]protocol.Element, *FieldError) {
 	vals := make([]xval, len(r.rows))
 	for i, row := range r.rows {
-		if fe := row.evalJSON(obj, vars, &vals[i]); fe != nil {
+		fe := row.evalJSON(obj, vars, &vals[i], tr)
+		if tr != nil {
+			tr.jsonRow(row, obj, vars, &vals[i], fe)
+		}
+		if fe != nil {
 			return nil, fe
 		}
 	}
@@ -92,7 +98,7 @@ func (r *Rules) build(nodes []*outNode, vals []xval) []protocol.Element {
 	return out
 }
 
-func (row *Row) evalJSON(obj map[string]any, vars Vars, v *xval) *FieldError {
+func (row *Row) evalJSON(obj map[string]any, vars Vars, v *xval, tr *tracer) *FieldError {
 	switch {
 	case row.hasConst:
 		v.present, v.text = true, row.constOut
@@ -100,7 +106,7 @@ func (row *Row) evalJSON(obj map[string]any, vars Vars, v *xval) *FieldError {
 	case row.Var != "":
 		return row.valueJSON(vars[row.Var], v)
 	case row.repeated():
-		return row.repeatJSON(obj, vars, v)
+		return row.repeatJSON(obj, vars, v, tr)
 	}
 	x, fe := row.findJSON(obj)
 	if fe != nil {
@@ -171,7 +177,7 @@ func (row *Row) findJSON(obj map[string]any) (any, *FieldError) {
 
 // repeatJSON maps a JSON array to repeated elements; null items (and blank
 // strings for scalar items) are absent, neither mapped nor counted.
-func (row *Row) repeatJSON(obj map[string]any, vars Vars, v *xval) *FieldError {
+func (row *Row) repeatJSON(obj map[string]any, vars Vars, v *xval, tr *tracer) *FieldError {
 	x, fe := row.findJSON(obj)
 	if fe != nil {
 		return fe
@@ -218,7 +224,7 @@ func (row *Row) repeatJSON(obj map[string]any, vars Vars, v *xval) *FieldError {
 			e.Path = prefix
 			return e
 		}
-		kids, fe := row.Fields.elements(m, vars)
+		kids, fe := row.Fields.elements(m, vars, tr)
 		if fe != nil {
 			return fe.withPrefix(prefix, ".")
 		}

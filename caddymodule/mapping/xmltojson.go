@@ -14,6 +14,7 @@ import (
 type scratch struct {
 	buf   []byte
 	spans []span
+	tr    *tracer // nil except in TraceXMLToJSON (never pooled)
 }
 
 // span locates a row's JSON fragment in scratch.buf; start < 0 means absent.
@@ -58,6 +59,9 @@ func (r *Rules) object(node *xmlquery.Node, vars Vars, sc *scratch) *FieldError 
 	for i, row := range r.rows {
 		start := len(sc.buf)
 		present, fe := row.evalXML(node, vars, sc)
+		if sc.tr != nil {
+			sc.tr.xmlRow(row, node, vars, sc.buf[start:], present, fe)
+		}
 		if fe != nil {
 			return fe
 		}

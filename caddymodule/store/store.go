@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -128,6 +129,11 @@ func openPostgres(ctx context.Context, dsn, schema string) (*DB, error) {
 	}
 	// Quoted, so a schema name with capitals or dashes means what it says.
 	cfg.ConnConfig.RuntimeParams["search_path"] = quoteIdent(schema)
+	// A database host that does not answer must not hold a connection
+	// attempt forever (the DSN's connect_timeout wins when given).
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres store: %w: %w", ErrUnavailable, err)

@@ -1,0 +1,129 @@
+package caddymodule
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/delivery"
+	"github.com/caddy-gongbao/gongbao/caddymodule/store"
+)
+
+// deliveryJSON is a delivery as operators see it: the signed XML and the
+// platform's replies as text, not base64.
+type deliveryJSON struct {
+	delivery.Delivery
+	Body     string        `json:"body,omitempty"`
+	Attempts []attemptJSON `json:"attempts,omitempty"`
+}
+
+type attemptJSON struct {
+	delivery.Attempt
+	Reply string `json:"reply,omitempty"`
+}
+
+func toDeliveryJSON(d delivery.Delivery) deliveryJSON {
+	out := deliveryJSON{Delivery: d, Body: string(d.Body)}
+	for _, a := range d.Attempts {
+		out.Attempts = append(out.Attempts, attemptJSON{Attempt: a, Reply: string(a.Reply)})
+	}
+	return out
+}
+
+func (a *App) deliveryEngine() (*delivery.Engine, error) {
+	if a.store == nil {
+		return nil, adminError(http.StatusConflict, "the gongbao app has no store: there are no deliveries")
+	}
+	return a.store.deliveries.engine, nil
+}
+
+// listDeliveries: GET /gongbao/deliveries?state=dead&limit=50&after=<id>
+func (a *App) listDeliveries(w http.ResponseWriter, r *http.Request) error {
+	engine, err := a.deliveryEngine()
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	opt := delivery.ListOptions{State: delivery.State(q.Get("state"))}
+	opt.Limit, _ = strconv.Atoi(q.Get("limit"))
+	opt.After, _ = strconv.ParseInt(q.Get("after"), 10, 64)
+	list, next, err := engine.List(r.Context(), opt)
+	if err != nil {
+		return deliveryAdminError(err)
+	}
+	out := struct {
+		Deliveries []deliveryJSON `json:"deliveries"`
+		Next       int64          `json:"next,omitempty"`
+	}{Deliveries: make([]deliveryJSON, 0, len(list)), Next: next}
+	for _, d := range list {
+		out.Deliveries = append(out.Deliveries, toDeliveryJSON(d))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+// showDelivery: GET /gongbao/deliveries/<id>, with every attempt.
+func (a *App) showDelivery(w http.ResponseWriter, r *http.Request, idText string) error {
+	engine, id, err := a.deliveryByID(idText)
+	if err != nil {
+		return err
+	}
+	d, err := engine.Get(r.Context(), id)
+	if err != nil {
+		return deliveryAdminError(err)
+	}
+	return writeJSON(w, http.StatusOK, toDeliveryJSON(d))
+}
+
+// retryDelivery: POST /gongbao/deliveries/<id>/retry, for a dead letter.
+// The same signed body (same requestUUID) is delivered again.
+func (a *App) retryDelivery(w http.ResponseWriter, r *http.Request, idText string) error {
+	engine, id, err := a.deliveryByID(idText)
+	if err != nil {
+		return err
+	}
+	d, err := engine.Retry(r.Context(), id)
+	if err != nil {
+		return deliveryAdminError(err)
+	}
+	return writeJSON(w, http.StatusOK, toDeliveryJSON(d))
+}
+
+// deliveryStats: GET /gongbao/deliveries/stats
+func (a *App) deliveryStats(w http.ResponseWriter, r *http.Request) error {
+	engine, err := a.deliveryEngine()
+	if err != nil {
+		return err
+	}
+	stats, err := engine.Stats(r.Context())
+	if err != nil {
+		return deliveryAdminError(err)
+	}
+	return writeJSON(w, http.StatusOK, stats)
+}
+
+func (a *App) deliveryByID(idText string) (*delivery.Engine, int64, error) {
+	engine, err := a.deliveryEngine()
+	if err != nil {
+		return nil, 0, err
+	}
+	id, err := strconv.ParseInt(idText, 10, 64)
+	if err != nil || id <= 0 {
+		return nil, 0, adminError(http.StatusBadRequest, "delivery id %q is not a number", idText)
+	}
+	return engine, id, nil
+}
+
+func deliveryAdminError(err error) error {
+	switch {
+	case errors.Is(err, delivery.ErrNotFound):
+		return adminError(http.StatusNotFound, "%v", err)
+	case errors.Is(err, delivery.ErrNotDead):
+		return adminError(http.StatusConflict, "%v", err)
+	case errors.Is(err, delivery.ErrInvalid):
+		return adminError(http.StatusBadRequest, "%v", err)
+	case errors.Is(err, store.ErrUnavailable):
+		return adminError(http.StatusServiceUnavailable, "%v", err)
+	default:
+		return adminError(http.StatusInternalServerError, "%v", err)
+	}
+}

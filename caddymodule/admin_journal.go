@@ -1,0 +1,44 @@
+package caddymodule
+
+import (
+	"net/http"
+	"strconv"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/store"
+)
+
+// journalEntryJSON is a journal entry with its bodies as text.
+type journalEntryJSON struct {
+	store.JournalEntry
+	RequestXML  string `json:"request_xml,omitempty"`
+	CoreRequest string `json:"core_request,omitempty"`
+	CoreReply   string `json:"core_reply,omitempty"`
+	ReplyXML    string `json:"reply_xml,omitempty"`
+}
+
+// findJournal: GET /gongbao/journal?request_uuid=…|policy_no=…|proposal_no=…
+// returns the platform exchanges that match, oldest first.
+func (a *App) findJournal(w http.ResponseWriter, r *http.Request) error {
+	if a.store == nil || a.Journal.Disabled {
+		return adminError(http.StatusConflict, "the journal is off")
+	}
+	q := r.URL.Query()
+	query := store.JournalQuery{RequestUUID: q.Get("request_uuid"), PolicyNo: q.Get("policy_no"), ProposalNo: q.Get("proposal_no")}
+	query.Limit, _ = strconv.Atoi(q.Get("limit"))
+	if query.RequestUUID == "" && query.PolicyNo == "" && query.ProposalNo == "" {
+		return adminError(http.StatusBadRequest, "give request_uuid, policy_no or proposal_no")
+	}
+	entries, err := a.store.journal.journal.Find(r.Context(), query)
+	if err != nil {
+		return adminError(http.StatusServiceUnavailable, "reading the journal: %v", err)
+	}
+	out := struct {
+		Exchanges []journalEntryJSON `json:"exchanges"`
+	}{Exchanges: make([]journalEntryJSON, 0, len(entries))}
+	for _, e := range entries {
+		out.Exchanges = append(out.Exchanges, journalEntryJSON{JournalEntry: e,
+			RequestXML: string(e.RequestXML), CoreRequest: string(e.CoreRequest),
+			CoreReply: string(e.CoreReply), ReplyXML: string(e.ReplyXML)})
+	}
+	return writeJSON(w, http.StatusOK, out)
+}

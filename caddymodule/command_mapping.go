@@ -1,0 +1,743 @@
+package caddymodule
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode/utf8"
+
+	"github.com/spf13/cobra"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
+	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+)
+
+// The mapping dry run: `caddy gongbao mapping test <mapping> <file>` shows
+// what a mapping does with one message, field by field, without calling the
+// core or the network. It runs the sidecar's own executors (traced) and its
+// own failure wording (classify, eventMappingError), so what it prints is
+// what the sidecar would send.
+
+// dryRunExitRefused is the dry run's status when the input would be refused.
+const dryRunExitRefused = 2
+
+// dryRunInsuranceCodePlaceholder stands in for the configured insurance_code,
+// which the sidecar always has (it refuses to start without it).
+const dryRunInsuranceCodePlaceholder = "{insurance_code}"
+
+func mappingCommand() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "mapping test <mapping> <file>",
+		Short: "Works with mapping files (mappings/*.yaml)",
+	}
+	cmd.AddCommand(mappingTestCommand())
+	return cmd
+}
+
+// dryRunOptions are the flags of `mapping test`.
+type dryRunOptions struct {
+	dir     string
+	showPII bool
+	asJSON  bool
+	vars    []string
+}
+
+func mappingTestCommand() *cobra.Command {
+	var opts dryRunOptions
+	cmd := &cobra.Command{
+		Use:   "test <mapping.yaml|name> <file.xml|file.json|->",
+		Short: "Dry run: shows what a mapping makes of a message, field by field",
+		Long: `
+Runs a mapping on one message and prints the output it would produce, a
+per-field lineage (source path → rule → target path → value) and the errors
+the sidecar would answer with. Nothing is sent: no core call, no network.
+The platform's signature is not checked.
+
+<mapping> is a mapping file, or a request root, event name or file name
+(without .yaml) looked up in --mappings. The direction follows the mapping
+and the file:
+
+  inbound mapping  + .xml   platform request → the JSON the core would get;
+                            errors: the resultMessage of the signed reply
+  inbound mapping  + .json  the core's answer (2xx or 422) → the reply body;
+                            errors: the resultMessage of the signed reply
+  outbound mapping + .json  core event → the callback body;
+                            errors: the HTTP 400 the core would get
+
+Personal data (rows with pii:) is masked unless --show-pii. Runtime
+variables default to now = the current time and insurance_code = ` + dryRunInsuranceCodePlaceholder + `;
+set them with --var name=value.
+
+Exit status: 0 the message maps; 1 usage, file or mapping error; 2 the
+message would be refused.`,
+		Args: cobra.ExactArgs(2),
+	}
+	cmd.Flags().StringVar(&opts.dir, "mappings", "mappings", "folder of mapping files, for a mapping given by name")
+	cmd.Flags().BoolVar(&opts.showPII, "show-pii", false, "show personal data unmasked")
+	cmd.Flags().BoolVar(&opts.asJSON, "json", false, "print the result as JSON")
+	cmd.Flags().StringArrayVar(&opts.vars, "var", nil, "runtime variable name=value (repeatable), e.g. --var insurance_code=GB01")
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		return run(func(cmd *cobra.Command) error {
+			return dryRun(cmd, args[0], args[1], &opts)
+		})(cmd, args)
+	}
+	return cmd
+}
+
+// dryRun is `mapping test`.
+func dryRun(cmd *cobra.Command, mappingArg, inputArg string, opts *dryRunOptions) error {
+	m, err := dryRunFindMapping(mappingArg, opts.dir)
+	if err != nil {
+		return exitError{1, err}
+	}
+	vars, err := dryRunVars(opts.vars)
+	if err != nil {
+		return exitError{1, err}
+	}
+	data, err := readInput(inputArg, cmd.InOrStdin())
+	if err != nil {
+		return exitError{1, err}
+	}
+	r, err := dryRunTraceMapping(m, inputArg, data, vars)
+	if err != nil {
+		return exitError{1, err}
+	}
+	r.mask(!opts.showPII)
+	out := cmd.OutOrStdout()
+	if opts.asJSON {
+		err = r.writeJSON(out)
+	} else {
+		err = r.writeText(out, opts.showPII)
+	}
+	if err != nil {
+		return err
+	}
+	if r.refusal != nil {
+		return exitError{dryRunExitRefused, fmt.Errorf("%s would be refused: %s", r.input, r.refusal.message)}
+	}
+	return nil
+}
+
+// dryRunFindMapping loads a mapping file, or finds one by message, event or file
+// name in dir.
+func dryRunFindMapping(arg, dir string) (any, error) {
+	if st, err := os.Stat(arg); err == nil && st.Mode().IsRegular() ||
+		strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") {
+		data, err := os.ReadFile(arg)
+		if err != nil {
+			return nil, err
+		}
+		return mapping.ParseFile(filepath.Base(arg), data)
+	}
+	set, err := mapping.LoadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	if in, ok := set.Inbound[arg]; ok {
+		return in, nil
+	}
+	if out, ok := set.Outbound[arg]; ok {
+		return out, nil
+	}
+	var names []string
+	for _, in := range set.Inbound {
+		if dryRunFileStem(in.File) == arg {
+			return in, nil
+		}
+		names = append(names, in.Message)
+	}
+	for _, out := range set.Outbound {
+		if dryRunFileStem(out.File) == arg {
+			return out, nil
+		}
+		names = append(names, out.Event)
+	}
+	slices.Sort(names)
+	return nil, fmt.Errorf("no mapping %q in %s (messages and events: %s)", arg, dir, strings.Join(names, ", "))
+}
+
+func dryRunFileStem(name string) string {
+	return strings.TrimSuffix(strings.TrimSuffix(name, ".yaml"), ".yml")
+}
+
+// dryRunVars are the runtime variables: the sidecar's (now in China
+// Standard Time; insurance_code from configuration, here a placeholder),
+// overridden by --var.
+func dryRunVars(flags []string) (mapping.Vars, error) {
+	vars := mapping.Vars{
+		"now":            time.Now().In(shanghai).Format("2006-01-02 15:04:05"),
+		"insurance_code": dryRunInsuranceCodePlaceholder,
+	}
+	for _, f := range flags {
+		name, value, ok := strings.Cut(f, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("--var %q: want name=value", f)
+		}
+		vars[name] = value
+	}
+	return vars, nil
+}
+
+// dryRunResult is everything the dry run reports.
+type dryRunResult struct {
+	file      string // mapping file
+	kind      string // "request", "reply" or "event"
+	heading   string // what the mapping does, one line
+	input     string // input file name
+	root      string // root element printed around XML output
+	bodyName  string // requestBody or responseBody
+	rules     *mapping.Rules
+	vars      mapping.Vars // the variables the rows read
+	notes     []string     // extra header lines (requestUUID, keys)
+	jsonOut   []byte       // request: the core JSON
+	xmlOut    []protocol.Element
+	lineage   []mapping.Lineage
+	refusal   *dryRunRefusal
+	piiPaths  map[string]mapping.PII // target path without [n] → pii kind
+	maskedOut bool
+}
+
+// dryRunRefusal is how the sidecar would answer a refused input.
+type dryRunRefusal struct {
+	field   string
+	message string // Chinese
+	reply   string // the answer, as sent (XML body or JSON)
+}
+
+// dryRunTraceMapping picks the direction from the mapping and the input, and
+// runs the traced executor.
+func dryRunTraceMapping(m any, inputArg string, data []byte, vars mapping.Vars) (*dryRunResult, error) {
+	isXML := dryRunInputIsXML(inputArg, data)
+	r := &dryRunResult{input: filepath.Base(inputArg)}
+	if inputArg == "-" {
+		r.input = "standard input"
+	}
+	switch m := m.(type) {
+	case *mapping.Inbound:
+		r.file = m.File
+		if isXML {
+			return r, r.traceRequest(m, data, vars)
+		}
+		r.traceReply(m, data, vars)
+	case *mapping.Outbound:
+		r.file = m.File
+		if isXML {
+			return nil, fmt.Errorf("%s maps core events (JSON) to callbacks; give it an event .json file", m.File)
+		}
+		r.traceEvent(m, data, vars)
+	}
+	return r, nil
+}
+
+// dryRunInputIsXML decides by extension, else by the first non-blank byte.
+func dryRunInputIsXML(name string, data []byte) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".xml":
+		return true
+	case ".json":
+		return false
+	}
+	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
+	return len(trimmed) > 0 && trimmed[0] == '<'
+}
+
+func (r *dryRunResult) traceRequest(m *mapping.Inbound, data []byte, vars mapping.Vars) error {
+	r.kind, r.rules = "request", m.Request
+	r.heading = fmt.Sprintf("inbound %s, request rows: platform XML → core JSON for %s %s", m.Message, m.Method, m.Path)
+	r.root, r.bodyName = m.ReplyRoot, "responseBody"
+	r.vars = dryRunUsedVars(m.Request, vars)
+	env, err := protocol.Parse(data, protocol.Limits{})
+	if err != nil {
+		r.refuseInbound(err)
+		return nil
+	}
+	if env.Root != m.Message {
+		return fmt.Errorf("%s is a %s; %s maps %s", r.input, env.Root, m.File, m.Message)
+	}
+	r.notes = append(r.notes, "requestUUID "+dryRunOrNone(env.RequestUUID)+" (signature not checked)")
+	out, lineage, err := m.Request.TraceXMLToJSON(env.Body, vars)
+	r.jsonOut, r.lineage = out, lineage
+	switch {
+	case env.RequestUUID == "":
+		// The sidecar refuses this before mapping; the lineage still shows
+		// what the mapping would make of the body.
+		r.refuseInbound(requestError{msg: "报文头缺少requestUUID", reason: "missing_uuid"})
+	case err != nil:
+		r.refuseInbound(err)
+	}
+	return nil
+}
+
+func (r *dryRunResult) traceReply(m *mapping.Inbound, data []byte, vars mapping.Vars) {
+	r.kind, r.rules = "reply", m.Reply
+	r.heading = fmt.Sprintf("inbound %s, reply rows: core JSON answer → %s body", m.Message, m.ReplyRoot)
+	r.root, r.bodyName = m.ReplyRoot, "responseBody"
+	r.vars = dryRunUsedVars(m.Reply, vars)
+	els, lineage, err := m.Reply.TraceJSONToXML(data, vars)
+	r.xmlOut, r.lineage = els, lineage
+	if err != nil {
+		// What exchangeWithCore makes of an answer it cannot translate.
+		r.refuseInbound(coreError{kind: coreInvalid, cause: err})
+	}
+}
+
+func (r *dryRunResult) traceEvent(m *mapping.Outbound, data []byte, vars mapping.Vars) {
+	r.kind, r.rules = "event", m.Body
+	r.heading = fmt.Sprintf("outbound %s, body rows: core event JSON → %s callback to the platform", m.Event, m.Callback)
+	r.root, r.bodyName = m.Callback, "requestBody"
+	r.vars = dryRunUsedVars(m.Body, vars)
+	els, lineage, err := m.Body.TraceJSONToXML(data, vars)
+	r.xmlOut, r.lineage = els, lineage
+	var orderKey, eventID string
+	if err == nil {
+		orderKey, eventID, err = m.Keys(data)
+	}
+	if err != nil {
+		var ne *notifyError
+		errors.As(eventMappingError(err), &ne)
+		answer, _ := json.Marshal(map[string]string{"error": ne.reason, "message": ne.message, "field": ne.field})
+		r.refusal = &dryRunRefusal{field: ne.field, message: ne.message,
+			reply: fmt.Sprintf("HTTP %d %s", ne.status, answer)}
+		return
+	}
+	if m.OrderKey != "" {
+		r.notes = append(r.notes, "order key "+m.OrderKey+" = "+dryRunOrNone(orderKey)+" (callbacks of one key are delivered in order)")
+	}
+	if m.EventID != "" {
+		r.notes = append(r.notes, "event id "+m.EventID+" = "+dryRunOrNone(eventID)+" (resends with this id are one callback)")
+	}
+}
+
+// refuseInbound records the signed resultFlag=false reply the platform
+// would get, worded by classify as the handler words it.
+func (r *dryRunResult) refuseInbound(err error) {
+	f := classify(err)
+	body := []protocol.Element{{Name: "resultFlag", Text: "false"}, {Name: "resultMessage", Text: f.message}}
+	var b strings.Builder
+	dryRunWriteXMLDoc(&b, r.root, "responseBody", body, nil)
+	r.refusal = &dryRunRefusal{field: f.field, message: f.message, reply: b.String()}
+}
+
+func dryRunOrNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// dryRunUsedVars keeps the variables the rules read, for the header.
+func dryRunUsedVars(rules *mapping.Rules, vars mapping.Vars) mapping.Vars {
+	used := mapping.Vars{}
+	var walk func(*mapping.Rules)
+	walk = func(rs *mapping.Rules) {
+		for _, row := range rs.Rows() {
+			if row.Var != "" {
+				used[row.Var] = vars[row.Var]
+			}
+			if row.Fields != nil {
+				walk(row.Fields)
+			}
+		}
+	}
+	walk(rules)
+	return used
+}
+
+var dryRunItemIndex = regexp.MustCompile(`\[\d+\]`)
+
+// mask masks the lineage and remembers which output paths carry personal
+// data, so the printed output is masked alike.
+func (r *dryRunResult) mask(on bool) {
+	r.maskedOut = on
+	if !on {
+		return
+	}
+	r.piiPaths = map[string]mapping.PII{}
+	for i, l := range r.lineage {
+		if l.Row.PII != "" {
+			r.piiPaths[dryRunItemIndex.ReplaceAllString(l.Target, "")] = l.Row.PII
+			r.lineage[i] = l.Masked()
+		}
+	}
+}
+
+// writeText prints the human-readable report.
+func (r *dryRunResult) writeText(w io.Writer, showPII bool) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Mapping  %s (%s)\n", r.file, r.heading)
+	fmt.Fprintf(&b, "Input    %s\n", r.input)
+	for _, n := range r.notes {
+		fmt.Fprintf(&b, "         %s\n", n)
+	}
+	if len(r.vars) > 0 {
+		fmt.Fprintf(&b, "Vars     %s\n", r.varList())
+	}
+	b.WriteString("\n")
+	r.writeOutput(&b)
+	b.WriteString("\n")
+	if showPII {
+		b.WriteString("Lineage (personal data shown)\n")
+	} else {
+		b.WriteString("Lineage (personal data masked; --show-pii shows it)\n")
+	}
+	r.writeLineage(&b)
+	if r.refusal != nil {
+		b.WriteString("\nErrors\n")
+		if r.refusal.field != "" {
+			fmt.Fprintf(&b, "  field    %s\n", r.refusal.field)
+		}
+		fmt.Fprintf(&b, "  message  %s\n", r.refusal.message)
+		b.WriteString("  answer   " + r.refusedTo() + ":\n")
+		for _, line := range strings.Split(strings.TrimRight(r.refusal.reply, "\n"), "\n") {
+			b.WriteString("    " + line + "\n")
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func (r *dryRunResult) varList() string {
+	names := make([]string, 0, len(r.vars))
+	for name := range r.vars {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for i, name := range names {
+		names[i] = name + "=" + r.vars[name]
+	}
+	return strings.Join(names, ", ")
+}
+
+func (r *dryRunResult) refusedTo() string {
+	switch r.kind {
+	case "event":
+		return "the core's POST would be answered"
+	case "reply":
+		return "the platform would get, signed, instead of a reply built from this answer"
+	}
+	return "the platform would get, signed; the core is not called"
+}
+
+// writeOutput prints what the mapping produced.
+func (r *dryRunResult) writeOutput(b *strings.Builder) {
+	switch {
+	case r.refusal != nil && r.jsonOut == nil && r.xmlOut == nil:
+		b.WriteString("Output   none: the input is refused (see Errors)\n")
+	case r.kind == "request":
+		b.WriteString("Output   the JSON body the core would get")
+		if r.refusal != nil {
+			b.WriteString(" (but see Errors: the message is refused first)")
+		}
+		b.WriteString("\n")
+		b.WriteString(r.prettyJSON())
+		b.WriteString("\n")
+	case r.kind == "reply":
+		b.WriteString("Output   the reply body (requestUUID and sign are added when it is signed)\n")
+		dryRunWriteXMLDoc(b, r.root, r.bodyName, r.xmlOut, r.maskFunc())
+	default:
+		b.WriteString("Output   the callback body (requestUUID and sign are added when it is signed)\n")
+		dryRunWriteXMLDoc(b, r.root, r.bodyName, r.xmlOut, r.maskFunc())
+	}
+}
+
+// maskFunc masks a value found at an output path (without [n]).
+func (r *dryRunResult) maskFunc() func(path, v string) (string, bool) {
+	if !r.maskedOut {
+		return nil
+	}
+	return func(path, v string) (string, bool) {
+		if kind, ok := r.piiPaths[path]; ok {
+			return kind.Mask(v), true
+		}
+		return v, false
+	}
+}
+
+// writeLineage prints one line per row: source → rule → target → value.
+// Rows after a failure are listed as not evaluated.
+func (r *dryRunResult) writeLineage(b *strings.Builder) {
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  SOURCE\tRULE\tTARGET\tVALUE")
+	top := 0
+	for _, l := range r.lineage {
+		if l.Depth == 0 {
+			top++
+		}
+		indent := strings.Repeat("  ", l.Depth+1)
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\n", indent, dryRunSourceCell(l), l.Row.Rule(), l.Target, r.valueCell(l))
+	}
+	rows := r.rules.Rows()
+	for _, row := range rows[min(top, len(rows)):] {
+		src, tgt := row.XML, row.JSON
+		if r.kind != "request" {
+			src, tgt = row.JSON, row.XML
+		}
+		if row.Var != "" {
+			src = "var " + row.Var
+		} else if src == "" {
+			src = "const"
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", src, row.Rule(), tgt, "(not evaluated)")
+	}
+	tw.Flush()
+}
+
+func dryRunSourceCell(l mapping.Lineage) string {
+	switch {
+	case l.Origin == mapping.OriginConst:
+		return "const"
+	case l.Row.Var != "":
+		return "var " + l.Row.Var
+	case l.Alias != "":
+		return l.Source + " (alias)"
+	}
+	return l.Source
+}
+
+// valueCell shows the value written, where it came from when that is not
+// plain, and the row's error.
+func (r *dryRunResult) valueCell(l mapping.Lineage) string {
+	if l.Err != nil {
+		return "✗ " + l.Err.Message()
+	}
+	if l.Items > 0 { // a repeated row (its scalar items have Items 0)
+		return fmt.Sprintf("%d item(s)", l.Items)
+	}
+	if !l.Written {
+		return "(absent: left out)"
+	}
+	v, plain := dryRunQuote(dryRunShorten(l.Value)), l.Value
+	if r.kind == "request" { // the value is a JSON fragment
+		if s, ok := dryRunJSONString(l.Value); ok {
+			v, plain = dryRunQuote(dryRunShorten(s)), s
+		} else {
+			v = dryRunShorten(l.Value)
+		}
+	}
+	switch {
+	case l.Origin == mapping.OriginDefault:
+		v += " (default)"
+	case l.Origin == mapping.OriginAbsent:
+		v = "(absent: empty element)"
+	case l.Input != "" && l.Input != plain && l.Origin != mapping.OriginConst:
+		v += " ← " + dryRunQuote(dryRunShorten(l.Input))
+	}
+	return v
+}
+
+// dryRunQuote writes text as a JSON string, without escaping <, > and &.
+func dryRunQuote(s string) string {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)
+	return strings.TrimSuffix(b.String(), "\n")
+}
+
+// dryRunJSONString decodes a JSON string fragment.
+func dryRunJSONString(fragment string) (string, bool) {
+	var s string
+	err := json.Unmarshal([]byte(fragment), &s)
+	return s, err == nil
+}
+
+// dryRunShorten keeps long values (ciphertext, clauses) readable in the table;
+// the output above has them in full.
+func dryRunShorten(s string) string {
+	const max = 32
+	n := utf8.RuneCountInString(s)
+	if n <= max+8 {
+		return s
+	}
+	return fmt.Sprintf("%s…(%d chars)", string([]rune(s)[:max]), n)
+}
+
+// prettyJSON indents the core JSON, members in their order, numbers as
+// written, personal data masked.
+func (r *dryRunResult) prettyJSON() string {
+	dec := json.NewDecoder(bytes.NewReader(r.jsonOut))
+	dec.UseNumber()
+	var b strings.Builder
+	if err := dryRunWriteJSONValue(&b, dec, "", "", r.maskFunc()); err != nil {
+		// Not expected: the executor writes valid JSON. Show it as is.
+		return string(r.jsonOut)
+	}
+	return b.String()
+}
+
+// dryRunWriteJSONValue writes the next value of dec at path, indented.
+func dryRunWriteJSONValue(b *strings.Builder, dec *json.Decoder, path, indent string, mask func(path, v string) (string, bool)) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch t := tok.(type) {
+	case json.Delim:
+		closing, array := "}", t == '['
+		if array {
+			closing = "]"
+		}
+		b.WriteString(t.String())
+		n := 0
+		for dec.More() {
+			if n > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString("\n" + indent + "  ")
+			sub := path
+			if !array {
+				key, err := dec.Token()
+				if err != nil {
+					return err
+				}
+				name, _ := key.(string)
+				b.WriteString(dryRunQuote(name) + ": ")
+				if sub != "" {
+					sub += "."
+				}
+				sub += name
+			}
+			if err := dryRunWriteJSONValue(b, dec, sub, indent+"  ", mask); err != nil {
+				return err
+			}
+			n++
+		}
+		if _, err := dec.Token(); err != nil {
+			return err
+		}
+		if n > 0 {
+			b.WriteString("\n" + indent)
+		}
+		b.WriteString(closing)
+	case string:
+		if mask != nil {
+			t, _ = mask(path, t)
+		}
+		b.WriteString(dryRunQuote(t))
+	case json.Number:
+		if m, ok := dryRunMaskText(mask, path, t.String()); ok {
+			b.WriteString(dryRunQuote(m))
+		} else {
+			b.WriteString(t.String())
+		}
+	case bool:
+		if m, ok := dryRunMaskText(mask, path, fmt.Sprint(t)); ok {
+			b.WriteString(dryRunQuote(m))
+		} else {
+			fmt.Fprint(b, t)
+		}
+	case nil:
+		b.WriteString("null")
+	}
+	return nil
+}
+
+func dryRunMaskText(mask func(path, v string) (string, bool), path, v string) (string, bool) {
+	if mask == nil {
+		return v, false
+	}
+	return mask(path, v)
+}
+
+// dryRunWriteXMLDoc writes <root><bodyName>els</bodyName></root>, indented, text
+// escaped, values at personal-data paths masked.
+func dryRunWriteXMLDoc(b *strings.Builder, root, bodyName string, els []protocol.Element, mask func(path, v string) (string, bool)) {
+	b.WriteString("<" + root + ">\n  <" + bodyName + ">\n")
+	dryRunWriteXMLElements(b, els, "", "    ", mask)
+	b.WriteString("  </" + bodyName + ">\n</" + root + ">\n")
+}
+
+func dryRunWriteXMLElements(b *strings.Builder, els []protocol.Element, path, indent string, mask func(path, v string) (string, bool)) {
+	for _, e := range els {
+		p := e.Name
+		if path != "" {
+			p = path + "/" + e.Name
+		}
+		switch {
+		case len(e.Children) > 0:
+			b.WriteString(indent + "<" + e.Name + ">\n")
+			dryRunWriteXMLElements(b, e.Children, p, indent+"  ", mask)
+			b.WriteString(indent + "</" + e.Name + ">\n")
+		case e.Text == "":
+			b.WriteString(indent + "<" + e.Name + "/>\n")
+		default:
+			text, _ := dryRunMaskText(mask, p, e.Text)
+			b.WriteString(indent + "<" + e.Name + ">" + dryRunEscapeXMLText(text) + "</" + e.Name + ">\n")
+		}
+	}
+}
+
+var dryRunXmlTextEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
+
+func dryRunEscapeXMLText(s string) string { return dryRunXmlTextEscaper.Replace(s) }
+
+// dryRunJSON is the --json report.
+type dryRunJSON struct {
+	Mapping string            `json:"mapping"`
+	Kind    string            `json:"kind"` // request, reply or event
+	Input   string            `json:"input"`
+	Vars    map[string]string `json:"vars,omitempty"`
+	Notes   []string          `json:"notes,omitempty"`
+	// Output is the core JSON (request) or the body XML (reply, event).
+	Output  any              `json:"output,omitempty"`
+	Lineage []dryRunLineage  `json:"lineage"`
+	Error   *dryRunJSONError `json:"error,omitempty"`
+}
+
+type dryRunLineage struct {
+	Source string `json:"source,omitempty"`
+	Alias  string `json:"alias,omitempty"`
+	Var    string `json:"var,omitempty"`
+	Rule   string `json:"rule"`
+	Target string `json:"target"`
+	Input  string `json:"input,omitempty"`
+	Origin string `json:"origin"`
+	Value  string `json:"value,omitempty"`
+	Items  int    `json:"items,omitempty"`
+	Depth  int    `json:"depth,omitempty"`
+	Error  string `json:"error,omitempty"`
+	Line   int    `json:"line"`
+}
+
+type dryRunJSONError struct {
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+	Answer  string `json:"answer"`
+}
+
+func (r *dryRunResult) writeJSON(w io.Writer) error {
+	rep := dryRunJSON{Mapping: r.file, Kind: r.kind, Input: r.input, Vars: r.vars, Notes: r.notes,
+		Lineage: []dryRunLineage{}}
+	switch {
+	case r.jsonOut != nil:
+		rep.Output = json.RawMessage(r.prettyJSON())
+	case r.xmlOut != nil:
+		var b strings.Builder
+		dryRunWriteXMLDoc(&b, r.root, r.bodyName, r.xmlOut, r.maskFunc())
+		rep.Output = b.String()
+	}
+	for _, l := range r.lineage {
+		e := dryRunLineage{Source: l.Source, Alias: l.Alias, Var: l.Row.Var, Rule: l.Row.Rule(), Target: l.Target,
+			Input: l.Input, Origin: string(l.Origin), Value: l.Value, Items: l.Items, Depth: l.Depth, Line: l.Row.Line}
+		if l.Err != nil {
+			e.Error = l.Err.Message()
+		}
+		rep.Lineage = append(rep.Lineage, e)
+	}
+	if r.refusal != nil {
+		rep.Error = &dryRunJSONError{Field: r.refusal.field, Message: r.refusal.message, Answer: r.refusal.reply}
+	}
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	return enc.Encode(rep)
+}

@@ -1,0 +1,414 @@
+package delivery
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+	"github.com/caddy-gongbao/gongbao/caddymodule/store"
+)
+
+// testKey is the spec's test key; the platform and the insurer share it in
+// these tests.
+const testKey = "MeTKJnC3fIAxeer8erADRTlJ"
+
+// testFactor runs schedule time this much faster than the wall: an hour
+// of retries per wall second. A 10 s wait is ~3 ms of wall time.
+const testFactor = 3600
+
+// A backend makes fresh, empty storage for one test and opens a handle.
+type backend struct {
+	name string
+	open func(t testing.TB) *store.DB
+}
+
+var backends = []backend{
+	{store.DriverSQLite, openSQLite},
+	{store.DriverPostgres, openPostgres},
+}
+
+// forEachBackend runs f as a parallel subtest per backend. Every
+// conformance test runs in parallel with the others: the SQLite backend is
+// bound to one connection, so the suite's wall time is that of its longest
+// test, not of the sum. Assertions on schedule time are lower bounds, which
+// a busy machine can only make easier to meet.
+func forEachBackend(t *testing.T, f func(t *testing.T, b backend)) {
+	t.Parallel()
+	for _, b := range backends {
+		t.Run(b.name, func(t *testing.T) {
+			t.Parallel()
+			f(t, b)
+		})
+	}
+}
+
+func openSQLite(t testing.TB) *store.DB {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "gongbao.db")
+	db, err := store.Open(context.Background(), store.Config{Driver: store.DriverSQLite, Path: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+const defaultTestPostgres = "postgres://root@127.0.0.1:5432/test?sslmode=disable"
+
+func testPostgresDSN() string {
+	if dsn := os.Getenv("GONGBAO_TEST_POSTGRES"); dsn != "" {
+		return dsn
+	}
+	return defaultTestPostgres
+}
+
+var postgresReachable struct {
+	once sync.Once
+	err  error
+}
+
+// requirePostgres returns the test DSN, or skips the test when PostgreSQL
+// cannot be reached — unless GONGBAO_REQUIRE_POSTGRES=1 (CI), where it
+// fails instead of passing silently.
+func requirePostgres(t testing.TB) string {
+	t.Helper()
+	dsn := testPostgresDSN()
+	postgresReachable.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err == nil {
+			err = conn.Ping(ctx)
+			conn.Close(ctx)
+		}
+		postgresReachable.err = err
+	})
+	if err := postgresReachable.err; err != nil {
+		msg := fmt.Sprintf("PostgreSQL not reachable at %s (%v); set GONGBAO_TEST_POSTGRES to run the PostgreSQL half of the conformance suite", redactDSN(dsn), err)
+		if os.Getenv("GONGBAO_REQUIRE_POSTGRES") == "1" {
+			t.Fatal(msg + " (GONGBAO_REQUIRE_POSTGRES=1)")
+		}
+		t.Skip(msg)
+	}
+	return dsn
+}
+
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.Host != "" {
+		return u.Redacted()
+	}
+	return "the GONGBAO_TEST_POSTGRES DSN"
+}
+
+// openPostgres opens a handle on a new schema, dropped when the test ends.
+func openPostgres(t testing.TB) *store.DB {
+	t.Helper()
+	dsn := requirePostgres(t)
+	schema := "gbdeliv_" + strings.ToLower(rand.Text()[:16])
+	t.Cleanup(func() { // registered first: runs after the handle is closed
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, dsn)
+		if err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+			return
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+schema+` CASCADE`); err != nil {
+			t.Errorf("dropping schema %s: %v", schema, err)
+		}
+	})
+	db, err := store.Open(context.Background(), store.Config{Driver: store.DriverPostgres, DSN: dsn, Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// ---- the test platform ----
+
+// reply is how the test platform answers one request.
+type reply int
+
+const (
+	replyAccept    reply = iota // signed, resultFlag=true
+	replyRefuse                 // signed, resultFlag=false, resultMessage "保单不存在"
+	replyDown                   // HTTP 503, no body
+	replyBadSign                // resultFlag=true signed with another key
+	replyMalformed              // 200 with broken XML
+)
+
+const refuseMessage = "保单不存在"
+
+// platform is an httptest server playing 工保网: it parses and verifies
+// every callback (a bad one fails the test) and answers per decide.
+type platform struct {
+	t     testing.TB
+	clock Clock
+	srv   *httptest.Server
+
+	mu       sync.Mutex
+	before   func(w http.ResponseWriter, r *http.Request) bool // true: handled
+	decide   func(env *protocol.Envelope, at time.Time) reply
+	received map[string][]time.Time // requestUUID → schedule time of each receipt
+	bodies   map[string][][]byte    // requestUUID → every body received
+	accepted map[string]int         // requestUUID → accepted receipts
+}
+
+func newPlatform(t testing.TB, clock Clock) *platform {
+	p := &platform{
+		t: t, clock: clock,
+		decide:   func(*protocol.Envelope, time.Time) reply { return replyAccept },
+		received: map[string][]time.Time{},
+		bodies:   map[string][][]byte{},
+		accepted: map[string]int{},
+	}
+	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
+	t.Cleanup(p.srv.Close)
+	return p
+}
+
+// setDecide sets how the platform answers; at is the schedule time the
+// request arrived.
+func (p *platform) setDecide(f func(env *protocol.Envelope, at time.Time) reply) {
+	p.mu.Lock()
+	p.decide = f
+	p.mu.Unlock()
+}
+
+// setBefore installs a hook run before anything else; returning true
+// means it answered the request itself.
+func (p *platform) setBefore(f func(w http.ResponseWriter, r *http.Request) bool) {
+	p.mu.Lock()
+	p.before = f
+	p.mu.Unlock()
+}
+
+func (p *platform) url() string { return p.srv.URL + "/queryPolicyRequest" }
+
+func (p *platform) serve(w http.ResponseWriter, r *http.Request) {
+	p.mu.Lock()
+	before := p.before
+	p.mu.Unlock()
+	if before != nil && before(w, r) {
+		return
+	}
+	now := p.clock.Now()
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "application/xml; charset=UTF-8" {
+		p.t.Errorf("platform: Content-Type %q", ct)
+	}
+	env, err := protocol.Parse(body, protocol.Limits{})
+	if err != nil {
+		p.t.Errorf("platform: callback does not parse: %v", err)
+		http.Error(w, "bad", http.StatusBadRequest)
+		return
+	}
+	if _, ok := protocol.VerifyAny(env.SignedValue(), env.Sign, []string{testKey}); !ok {
+		p.t.Errorf("platform: callback %s signature does not verify", env.RequestUUID)
+	}
+	p.mu.Lock()
+	p.received[env.RequestUUID] = append(p.received[env.RequestUUID], now)
+	p.bodies[env.RequestUUID] = append(p.bodies[env.RequestUUID], body)
+	decision := p.decide(env, now)
+	if decision == replyAccept {
+		p.accepted[env.RequestUUID]++
+	}
+	p.mu.Unlock()
+
+	root := strings.TrimSuffix(env.Root, "Request") + "Response"
+	switch decision {
+	case replyDown:
+		http.Error(w, "platform down", http.StatusServiceUnavailable)
+		return
+	case replyMalformed:
+		w.Write([]byte("<queryPolicyResponse><responseHead>")) //nolint:errcheck
+		return
+	}
+	key, flag, msg := testKey, "true", "成功"
+	switch decision {
+	case replyRefuse:
+		flag, msg = "false", refuseMessage
+	case replyBadSign:
+		key = "not-the-platform-key"
+	}
+	w.Header().Set("Content-Type", "application/xml; charset=UTF-8")
+	w.Write(protocol.BuildResponse(root, protocol.NewUUID(), []protocol.Element{ //nolint:errcheck
+		{Name: "resultFlag", Text: flag},
+		{Name: "resultMessage", Text: msg},
+	}, key))
+}
+
+func (p *platform) receipts(uuid string) []time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]time.Time(nil), p.received[uuid]...)
+}
+
+func (p *platform) bodiesOf(uuid string) [][]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([][]byte(nil), p.bodies[uuid]...)
+}
+
+// ---- engines and deliveries ----
+
+type testEnv struct {
+	t     *testing.T
+	db    *store.DB
+	e     *Engine
+	clock Clock
+	plat  *platform
+	cfg   Config
+	// noStart: the engine is not started by newTestEnv.
+	noStart bool
+}
+
+type option func(*testEnv)
+
+// noStart leaves the engine unstarted (Enqueue works, nothing is sent).
+func noStart(env *testEnv) { env.noStart = true }
+
+func withDeadline(d time.Duration) option { return func(env *testEnv) { env.cfg.Deadline = d } }
+func withWorkers(n int) option            { return func(env *testEnv) { env.cfg.MaxWorkers = n } }
+func withConfig(f func(*Config)) option   { return func(env *testEnv) { f(&env.cfg) } }
+
+// newTestEnv opens fresh storage on b, a test platform and a started engine
+// on a scaled clock.
+func newTestEnv(t *testing.T, b backend, opts ...option) *testEnv {
+	t.Helper()
+	clock := ScaledClock(testFactor)
+	db := b.open(t)
+	env := &testEnv{t: t, db: db, clock: clock, plat: newPlatform(t, clock)}
+	env.cfg = Config{
+		Store:          db,
+		PlatformKeys:   func() []string { return []string{testKey} },
+		AttemptTimeout: 5 * time.Second,
+		PollInterval:   20 * time.Millisecond,
+		Clock:          clock,
+		Logger:         slog.New(slog.NewTextHandler(io.Discard, nil)),
+		testOnly:       true,
+	}
+	if testing.Verbose() && os.Getenv("GONGBAO_TEST_LOG") != "" {
+		env.cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	for _, o := range opts {
+		o(env)
+	}
+	env.e = env.newEngine()
+	if !env.noStart {
+		env.start(env.e)
+	}
+	return env
+}
+
+func (env *testEnv) newEngine() *Engine {
+	env.t.Helper()
+	e, err := New(context.Background(), env.cfg)
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	return e
+}
+
+func (env *testEnv) start(e *Engine) {
+	env.t.Helper()
+	if err := e.Start(context.Background()); err != nil {
+		env.t.Fatal(err)
+	}
+	env.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.Stop(ctx); err != nil {
+			env.t.Errorf("stopping engine: %v", err)
+		}
+	})
+}
+
+// newDelivery builds a signed queryPolicyRequest for policy policyNo.
+func (env *testEnv) newDelivery(key, orderKey string) NewDelivery {
+	uuid := protocol.NewUUID()
+	body := protocol.BuildRequest("queryPolicyRequest", uuid, []protocol.Element{
+		{Name: "policyNo", Text: "P-" + key},
+		{Name: "payType", Text: "3"},
+		{Name: "payTime", Text: "2024-05-01 10:00:00"},
+		{Name: "insuranceCode", Text: "TEST"},
+	}, testKey)
+	return NewDelivery{
+		Event: "policy-paid", Callback: "queryPolicyRequest", ReplyRoot: "queryPolicyResponse",
+		URL: env.plat.url(), RequestUUID: uuid, IdempotencyKey: "evt-" + key, OrderKey: orderKey,
+		Body: body,
+	}
+}
+
+func (env *testEnv) enqueue(n NewDelivery) Delivery {
+	env.t.Helper()
+	d, created, err := env.e.Enqueue(context.Background(), n)
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	if !created {
+		env.t.Fatalf("delivery %s: created=false", n.IdempotencyKey)
+	}
+	return d
+}
+
+func (env *testEnv) get(id int64) Delivery {
+	env.t.Helper()
+	d, err := env.e.Get(context.Background(), id)
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	return d
+}
+
+// waitFor polls cond (a read of the store, not a timer) until it holds or
+// the wall-clock limit passes. It waits for asynchronous work; no schedule
+// logic depends on it.
+func (env *testEnv) waitFor(what string, limit time.Duration, cond func() bool) {
+	env.t.Helper()
+	end := time.Now().Add(limit)
+	for !cond() {
+		if time.Now().After(end) {
+			env.t.Fatalf("timed out after %s waiting for %s", limit, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (env *testEnv) waitState(id int64, want State, limit time.Duration) Delivery {
+	env.t.Helper()
+	var d Delivery
+	env.waitFor(fmt.Sprintf("delivery %d %s", id, want), limit, func() bool {
+		d = env.get(id)
+		return d.State == want
+	})
+	return d
+}
+
+func (env *testEnv) stats() Stats {
+	env.t.Helper()
+	s, err := env.e.Stats(context.Background())
+	if err != nil {
+		env.t.Fatal(err)
+	}
+	return s
+}

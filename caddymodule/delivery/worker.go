@@ -1,0 +1,322 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/riverqueue/river"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+)
+
+// worker is the River worker of delivery jobs.
+type worker struct {
+	river.WorkerDefaults[deliveryArgs]
+	e *Engine
+}
+
+func (w *worker) Work(ctx context.Context, job *river.Job[deliveryArgs]) error {
+	return w.e.work(ctx, job)
+}
+
+// storedReplyCap bounds the reply kept with an attempt: enough for any
+// real platform reply, not a way to fill the store.
+const storedReplyCap = 64 << 10
+
+// orderWait is how long a delivery waiting for an earlier one of the same
+// order key sleeps before looking again (a snooze: no attempt is spent, so
+// the 10 s floor between attempts does not apply; see gapWait).
+const orderWait = time.Second
+
+// work makes one attempt of a delivery. Its return value tells River what
+// next: nil (done: delivered, or nothing left to do), JobCancel (dead
+// letter), JobSnooze (ordering), any other error (retry on our schedule).
+func (e *Engine) work(ctx context.Context, job *river.Job[deliveryArgs]) error {
+	d, err := e.get(ctx, e.q.pool(), job.Args.DeliveryID, true)
+	if errors.Is(err, ErrNotFound) {
+		return river.JobCancel(err)
+	}
+	if err != nil {
+		return err
+	}
+	if d.State != StatePending || d.JobID != job.ID {
+		return nil // delivered, dead, or this job was replaced by an operator retry
+	}
+	if d.OrderKey != "" {
+		blocked, err := e.waitingForEarlier(ctx, d)
+		if err != nil {
+			return err
+		}
+		if blocked {
+			return river.JobSnooze(riverWait(e.clock, orderWait))
+		}
+	}
+	if wait := e.gapWait(d); wait > 0 {
+		return river.JobSnooze(riverWait(e.clock, wait))
+	}
+
+	a := e.attempt(ctx, d)
+	if ctx.Err() != nil && a.Outcome == OutcomeFailed {
+		// The engine is stopping (or River's job timeout struck). Record
+		// the attempt, since it may have reached the platform, but not as
+		// the final one: on a stop River puts the job back as it was.
+		a.Outcome, a.Error = OutcomeFailed, "attempt interrupted: "+a.Error
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordMargin)
+		defer cancel()
+		_ = e.record(rctx, d, job.ID, &a, false)
+		return fmt.Errorf("delivery %d: %w", d.ID, ctx.Err())
+	}
+	final := a.Outcome != OutcomeFailed ||
+		!e.clock.Now().Before(d.DeadlineAt) ||
+		job.Attempt >= job.MaxAttempts
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordMargin)
+	defer cancel()
+	if err := e.record(rctx, d, job.ID, &a, final); err != nil {
+		if errors.Is(err, errNoRows) {
+			return nil // changed under us; the row is the truth
+		}
+		// The attempt happened but could not be recorded. Retry: at worst
+		// the platform sees the same requestUUID again. Logged here because
+		// River's own report of a failed job is below the level we keep.
+		e.log.Error("recording delivery attempt", slog.Int64("delivery_id", d.ID), slog.String("error", err.Error()))
+		return err
+	}
+	e.logAttempt(d, &a, final)
+	switch {
+	case a.Outcome == OutcomeAccepted:
+		return nil
+	case final:
+		return river.JobCancel(errors.New(a.Error))
+	default:
+		return errors.New(a.Error)
+	}
+}
+
+// gapWait is how long a delivery must still wait to keep MinGap after its
+// last attempt. A job woken early (its ordering snooze ended, or an
+// operator retried it) must not attempt sooner than that.
+func (e *Engine) gapWait(d *Delivery) time.Duration {
+	if d.LastAttemptAt == nil {
+		return 0
+	}
+	return d.LastAttemptAt.Add(MinGap).Sub(e.clock.Now())
+}
+
+// waitingForEarlier reports whether an earlier delivery with the same
+// order key is still pending: per-policy order (payment before invoice or
+// surrender). Delivered and dead predecessors do not block.
+func (e *Engine) waitingForEarlier(ctx context.Context, d *Delivery) (bool, error) {
+	var one int
+	err := e.q.pool().queryRow(ctx, `SELECT 1 FROM gongbao_deliveries
+		WHERE order_key = $1 AND state = 'pending' AND id < $2 LIMIT 1`, d.OrderKey, d.ID).Scan(&one)
+	if errors.Is(err, errNoRows) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// attempt POSTs the stored body once and judges the reply.
+func (e *Engine) attempt(ctx context.Context, d *Delivery) Attempt {
+	sum := sha256.Sum256(d.Body)
+	a := Attempt{StartedAt: dbNow(e.clock.Now()), RequestSHA256: hex.EncodeToString(sum[:])}
+	start := time.Now()
+	status, reply, err := e.post(ctx, d)
+	a.Duration = time.Since(start)
+	a.HTTPStatus = status
+	if len(reply) > storedReplyCap {
+		a.Reply = reply[:storedReplyCap]
+	} else {
+		a.Reply = reply
+	}
+	if err != nil {
+		a.Outcome, a.Error = OutcomeFailed, err.Error()
+		return a
+	}
+	a.Outcome, a.Error = judgeReply(status, reply, d.ReplyRoot, e.keys(), e.cfg.ReplyLimits)
+	return a
+}
+
+// post sends the body and returns the status and the reply (at most
+// MaxReplyBytes; a longer reply is an error).
+func (e *Engine) post(ctx context.Context, d *Delivery) (int, []byte, error) {
+	actx, cancel := context.WithTimeout(ctx, e.cfg.AttemptTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, d.URL, bytes.NewReader(d.Body))
+	if err != nil {
+		return 0, nil, fmt.Errorf("building request: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/xml; charset=UTF-8")
+	req.Header.Set("Accept", "application/xml, text/xml")
+	resp, err := e.http.Do(req)
+	if err != nil {
+		return 0, nil, e.describe(actx, err)
+	}
+	defer resp.Body.Close()
+	reply, err := io.ReadAll(io.LimitReader(resp.Body, e.cfg.MaxReplyBytes+1))
+	if err != nil {
+		return resp.StatusCode, reply, fmt.Errorf("reading reply: %w", e.describe(actx, err))
+	}
+	if int64(len(reply)) > e.cfg.MaxReplyBytes {
+		return resp.StatusCode, reply, fmt.Errorf("reply larger than %d bytes", e.cfg.MaxReplyBytes)
+	}
+	return resp.StatusCode, reply, nil
+}
+
+// describe turns a transport error into a short message. The URL is left
+// out (it is on the delivery already and may carry credentials).
+func (e *Engine) describe(actx context.Context, err error) error {
+	if errors.Is(actx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("no reply within %s", e.cfg.AttemptTimeout)
+	}
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		err = ue.Err
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return fmt.Errorf("timeout: %w", err)
+	}
+	return err
+}
+
+// judgeReply decides what a reply means. Only a well-formed reply whose
+// signature verifies under a platform key counts as the platform speaking:
+// resultFlag=true is acceptance, resultFlag=false a refusal (dead letter,
+// with the platform's resultMessage). Anything else may be a proxy, a
+// half-deployed platform or an attacker, and is retried.
+func judgeReply(status int, reply []byte, replyRoot string, keys []string, lim protocol.Limits) (Outcome, string) {
+	if status < 200 || status > 299 {
+		return OutcomeFailed, fmt.Sprintf("platform answered HTTP %d", status)
+	}
+	env, err := protocol.Parse(reply, lim)
+	if err != nil {
+		return OutcomeFailed, fmt.Sprintf("malformed reply: %v", err)
+	}
+	if replyRoot != "" && env.Root != replyRoot {
+		return OutcomeFailed, fmt.Sprintf("reply root is %s, want %s", clip(env.Root), replyRoot)
+	}
+	if len(keys) == 0 {
+		return OutcomeFailed, "no platform key configured to verify the reply"
+	}
+	if _, ok := protocol.VerifyAny(env.SignedValue(), env.Sign, keys); !ok {
+		return OutcomeFailed, "reply signature does not verify"
+	}
+	flag, ok := env.Text("resultFlag")
+	if !ok {
+		return OutcomeFailed, "signed reply has no resultFlag"
+	}
+	switch strings.ToLower(strings.TrimSpace(flag)) {
+	case "true":
+		return OutcomeAccepted, ""
+	case "false":
+		msg, _ := env.Text("resultMessage")
+		msg = strings.TrimSpace(msg)
+		if msg == "" {
+			msg = "(no resultMessage)"
+		}
+		return OutcomeRefused, "platform refused: " + clip(msg)
+	default:
+		return OutcomeFailed, fmt.Sprintf("signed reply has resultFlag %q, neither true nor false", clip(flag))
+	}
+}
+
+// clip keeps peer-supplied text in errors to a readable size.
+func clip(s string) string {
+	const limit = 500
+	if len(s) <= limit {
+		return s
+	}
+	cut := limit
+	for cut > 0 && !utf8Start(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
+
+// record stores the attempt and the delivery's new state in one
+// transaction. final makes a failed attempt a dead letter. errNoRows: the
+// delivery is no longer pending under this job (nothing written).
+func (e *Engine) record(ctx context.Context, d *Delivery, jobID int64, a *Attempt, final bool) error {
+	now := dbNow(e.clock.Now())
+	state := StatePending
+	var deliveredAt, deadAt any
+	switch {
+	case a.Outcome == OutcomeAccepted:
+		state, deliveredAt = StateDelivered, now
+	case final:
+		state, deadAt = StateDead, now
+	}
+	return e.q.inTx(ctx, func(tx queueTx) error {
+		var n int
+		err := tx.queryRow(ctx, `UPDATE gongbao_deliveries SET
+				attempt_count = attempt_count + 1, last_attempt_at = $1, last_error = $2,
+				state = $3, delivered_at = $4, dead_at = $5
+			WHERE id = $6 AND state = 'pending' AND job_id = $7
+			RETURNING attempt_count`,
+			a.StartedAt, a.Error, string(state), deliveredAt, deadAt, d.ID, jobID).Scan(&n)
+		if err != nil {
+			return err
+		}
+		a.N = n
+		_, err = tx.exec(ctx, `INSERT INTO gongbao_delivery_attempts
+			(delivery_id, n, job_id, started_at, duration_us, http_status, request_sha256, outcome, reply, error)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			d.ID, n, jobID, a.StartedAt, a.Duration.Microseconds(), a.HTTPStatus,
+			a.RequestSHA256, string(a.Outcome), nullBytes(a.Reply), a.Error)
+		return err
+	})
+}
+
+// nullBytes stores an empty byte slice as NULL on both backends.
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+func (e *Engine) logAttempt(d *Delivery, a *Attempt, final bool) {
+	attrs := []any{
+		slog.Int64("delivery_id", d.ID), slog.String("event", d.Event),
+		slog.String("request_uuid", d.RequestUUID), slog.Int("attempt", a.N),
+		slog.Int("http_status", a.HTTPStatus), slog.Duration("duration", a.Duration),
+	}
+	switch {
+	case a.Outcome == OutcomeAccepted:
+		e.log.Info("callback delivered", attrs...)
+	case final:
+		e.log.Warn("callback dead-lettered", append(attrs, slog.String("error", a.Error))...)
+	default:
+		e.log.Info("callback attempt failed; will retry", append(attrs, slog.String("error", a.Error))...)
+	}
+}
+
+// defaultHTTPClient bounds every phase of an exchange (the attempt context
+// bounds the whole) and never follows redirects: a redirect is not the
+// platform's answer, so it is a non-2xx status and retried.
+func defaultHTTPClient(attemptTimeout time.Duration, workers int) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DialContext = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.TLSHandshakeTimeout = 10 * time.Second
+	t.ResponseHeaderTimeout = attemptTimeout
+	t.MaxIdleConnsPerHost = workers
+	return &http.Client{
+		Transport: t,
+		CheckRedirect: func(*http.Request, []*http.Request) error {
+			return http.ErrUseLastResponse
+		},
+	}
+}

@@ -1,0 +1,237 @@
+package caddymodule
+
+import (
+	"context"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
+	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+	"github.com/caddy-gongbao/gongbao/caddymodule/store"
+)
+
+// JournalConfig sets the message journal: every platform exchange with its
+// bodies, kept so an operator can prove what was sent and answered when.
+// Callback attempts are kept with their deliveries.
+type JournalConfig struct {
+	// Disabled turns the journal off.
+	Disabled bool `json:"disabled,omitempty"`
+
+	// Retention is how long entries are kept. Default: 2160h (90 days).
+	Retention caddy.Duration `json:"retention,omitempty"`
+
+	// BodyRetention is how long the bodies of entries are kept; past it
+	// only who, what, when and the outcome remain. Default: 720h (30 days).
+	BodyRetention caddy.Duration `json:"body_retention,omitempty"`
+
+	// MaskPersonalData masks names, mobiles, ID numbers, bank accounts,
+	// e-mails and addresses (the mapping rows tagged pii) in stored bodies.
+	MaskPersonalData bool `json:"mask_personal_data,omitempty"`
+}
+
+func (c *JournalConfig) withDefaults() {
+	if c.Retention == 0 {
+		c.Retention = caddy.Duration(90 * 24 * time.Hour)
+	}
+	if c.BodyRetention == 0 {
+		c.BodyRetention = caddy.Duration(30 * 24 * time.Hour)
+	}
+}
+
+// journalWriter appends entries in batches from a bounded queue, so the
+// request path never waits for the journal's fsync.
+type journalWriter struct {
+	journal *store.Journal
+	log     *zap.Logger
+	queue   chan store.JournalEntry
+	stop    chan struct{}
+	done    chan struct{}
+	once    sync.Once
+}
+
+const (
+	journalQueueSize = 8192
+	journalBatchMax  = 256
+	// journalEnqueueWait is how long a request waits for room in a full
+	// queue before its entry is dropped (and counted, and logged).
+	journalEnqueueWait = time.Second
+)
+
+func newJournalWriter(j *store.Journal, log *zap.Logger) *journalWriter {
+	w := &journalWriter{journal: j, log: log, queue: make(chan store.JournalEntry, journalQueueSize),
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go w.run()
+	return w
+}
+
+// add queues an entry; it waits briefly when the queue is full.
+func (w *journalWriter) add(e store.JournalEntry) {
+	select {
+	case w.queue <- e:
+		return
+	default:
+	}
+	timer := time.NewTimer(journalEnqueueWait)
+	defer timer.Stop()
+	select {
+	case w.queue <- e:
+	case <-timer.C:
+		metricJournalDropped.Inc()
+		w.log.Error("journal queue full: entry dropped", zap.String("request_uuid", e.RequestUUID), zap.String("message", e.Message))
+	}
+}
+
+func (w *journalWriter) run() {
+	defer close(w.done)
+	batch := make([]store.JournalEntry, 0, journalBatchMax)
+	for {
+		select {
+		case e := <-w.queue:
+			batch = append(batch[:0], e)
+			batch = w.fill(batch)
+			w.write(batch)
+		case <-w.stop:
+			w.drain(batch)
+			return
+		}
+	}
+}
+
+// fill takes what is already queued, up to a batch.
+func (w *journalWriter) fill(batch []store.JournalEntry) []store.JournalEntry {
+	for len(batch) < journalBatchMax {
+		select {
+		case e := <-w.queue:
+			batch = append(batch, e)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (w *journalWriter) drain(batch []store.JournalEntry) {
+	for {
+		batch = w.fill(batch[:0])
+		if len(batch) == 0 {
+			return
+		}
+		w.write(batch)
+	}
+}
+
+func (w *journalWriter) write(batch []store.JournalEntry) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := w.journal.Append(ctx, batch); err != nil {
+		metricJournalDropped.Add(float64(len(batch)))
+		w.log.Error("writing the journal", zap.Int("entries", len(batch)), zap.Error(err))
+	}
+}
+
+// close writes what is queued and stops.
+func (w *journalWriter) close() {
+	w.once.Do(func() { close(w.stop) })
+	<-w.done
+}
+
+// journalEntry builds the entry of a finished exchange.
+func (h *Handler) journalEntry(x *exchange, reply []byte) store.JournalEntry {
+	e := store.JournalEntry{
+		At: x.start, Message: x.root, RequestUUID: x.requestUUID, Outcome: x.outcome,
+		Duration: time.Since(x.start), CoreStatus: x.coreStatus,
+		PolicyNo: x.policyNo, ProposalNo: x.proposalNo,
+		RequestXML: x.requestXML, CoreRequest: x.coreRequest, CoreReply: x.coreReply, ReplyXML: reply,
+		Error: x.errText,
+	}
+	if cfg := h.app.Journal; cfg.MaskPersonalData && x.mapping != nil {
+		m := h.app.maskers[x.root]
+		e.RequestXML, e.CoreRequest = m.xml(e.RequestXML), m.json(e.CoreRequest)
+	}
+	return e
+}
+
+// policyFields are the element names that carry policy and proposal
+// numbers in platform messages (spellings of DESIGN §1.3).
+var policyFields = []string{"policyno", "policyNo", "polycyno"}
+
+// notePolicy remembers the policy number of a request, for the journal.
+func (x *exchange) notePolicy(env *protocol.Envelope) {
+	for _, name := range policyFields {
+		if v, ok := env.Text(name); ok && v != "" {
+			x.policyNo = v
+			return
+		}
+	}
+}
+
+// noteProposal remembers the proposal number of a reply, for the journal.
+func (x *exchange) noteProposal(body []protocol.Element) {
+	for _, e := range body {
+		if e.Name == "proposalNo" {
+			x.proposalNo = e.Text
+		}
+	}
+}
+
+// masker masks the personal data of one mapping in stored bodies: the
+// values of elements and JSON keys whose rows are tagged pii.
+type masker struct {
+	xmlRE  *regexp.Regexp
+	jsonRE *regexp.Regexp
+}
+
+// newMasker compiles the masks of one inbound mapping.
+func newMasker(m *mapping.Inbound) masker {
+	var xmlNames, jsonKeys []string
+	for _, row := range m.Request.Rows() {
+		if row.PII == "" {
+			continue
+		}
+		if row.XML != "" {
+			xmlNames = append(xmlNames, regexp.QuoteMeta(lastPathSegment(row.XML, '/')))
+		}
+		if row.JSON != "" {
+			jsonKeys = append(jsonKeys, regexp.QuoteMeta(lastPathSegment(row.JSON, '.')))
+		}
+	}
+	var mk masker
+	if len(xmlNames) > 0 {
+		// A value is plain text or CDATA sections (DESIGN §1.3).
+		mk.xmlRE = regexp.MustCompile(`(<(` + joinAlt(xmlNames) + `)>)((?:[^<]+|<!\[CDATA\[(?s:.*?)\]\]>)*)(</)`)
+	}
+	if len(jsonKeys) > 0 {
+		mk.jsonRE = regexp.MustCompile(`("(` + joinAlt(jsonKeys) + `)"\s*:\s*")((?:[^"\\]|\\.)*)(")`)
+	}
+	return mk
+}
+
+func (m masker) xml(b []byte) []byte {
+	if m.xmlRE == nil || b == nil {
+		return b
+	}
+	return m.xmlRE.ReplaceAll(b, []byte("${1}***${4}"))
+}
+
+func (m masker) json(b []byte) []byte {
+	if m.jsonRE == nil || b == nil {
+		return b
+	}
+	return m.jsonRE.ReplaceAll(b, []byte("${1}***${4}"))
+}
+
+func joinAlt(names []string) string { return strings.Join(names, "|") }
+
+func lastPathSegment(p string, sep byte) string {
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == sep {
+			return p[i+1:]
+		}
+	}
+	return p
+}

@@ -1,0 +1,199 @@
+package caddymodule_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestJournal: an exchange is found by requestUUID, proposal number and
+// policy number, with every body: what the platform sent, what the core
+// was asked and answered, and what we replied.
+func TestJournal(t *testing.T) {
+	fx := startCore(t)
+	tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""))
+	insure := insureSample(t, testKey)
+	reply, replyRaw := post(t, tester, sidecarURL, insure)
+	proposalNo := text(reply, "proposalNo")
+	policyNo := pay(t, text(reply, "yeepayurl"))
+	claim := signed(t, sample(t, "claimRequest.xml"), testKey, samplePolicyNo, policyNo)
+	post(t, tester, sidecarURL, claim)
+	badSign := signed(t, sample(t, "claimRequest.xml"), "wrong-key", samplePolicyNo, policyNo)
+	post(t, tester, sidecarURL, badSign)
+
+	type entry struct {
+		Message     string `json:"message"`
+		RequestUUID string `json:"request_uuid"`
+		PolicyNo    string `json:"policy_no"`
+		ProposalNo  string `json:"proposal_no"`
+		Outcome     string `json:"outcome"`
+		CoreStatus  int    `json:"core_status"`
+		RequestXML  string `json:"request_xml"`
+		CoreRequest string `json:"core_request"`
+		CoreReply   string `json:"core_reply"`
+		ReplyXML    string `json:"reply_xml"`
+	}
+	find := func(query string) []entry {
+		var out struct {
+			Exchanges []entry `json:"exchanges"`
+		}
+		// The journal is written in the background: poll briefly.
+		for range 200 {
+			adminJSON(t, http.MethodGet, "/gongbao/journal?"+query, "", http.StatusOK, &out)
+			if len(out.Exchanges) > 0 {
+				break
+			}
+		}
+		return out.Exchanges
+	}
+	uuid := between(string(insure), "<requestUUID>", "</requestUUID>")
+	got := find("request_uuid=" + uuid)
+	if len(got) != 1 {
+		t.Fatalf("by requestUUID: %+v", got)
+	}
+	e := got[0]
+	if e.Message != "insureRequest" || e.Outcome != "ok" || e.CoreStatus != 201 || e.ProposalNo != proposalNo ||
+		e.RequestXML != string(insure) || e.ReplyXML != string(replyRaw) ||
+		!strings.Contains(e.CoreRequest, `"sumPremium":20.00`) || !strings.Contains(e.CoreReply, proposalNo) {
+		t.Errorf("journal entry lacks the exchange: %+v", e)
+	}
+	if got := find("proposal_no=" + proposalNo); len(got) != 1 || got[0].RequestUUID != uuid {
+		t.Errorf("by proposal number: %+v", got)
+	}
+	byPolicy := find("policy_no=" + policyNo)
+	if len(byPolicy) != 2 || byPolicy[0].Outcome != "ok" || byPolicy[1].Outcome != "bad_signature" || byPolicy[1].RequestXML != string(badSign) {
+		t.Errorf("by policy number: %+v", byPolicy)
+	}
+}
+
+// TestMetrics: the series appear on Caddy's /metrics with the counts of a
+// scripted run (deltas: the counters live for the whole test process).
+func TestMetrics(t *testing.T) {
+	fx := startCore(t)
+	tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""))
+	before := scrape(t)
+	msg := insureSample(t, testKey)
+	post(t, tester, sidecarURL, msg)
+	post(t, tester, sidecarURL, msg) // replay
+	post(t, tester, sidecarURL, insureSample(t, "wrong-key"))
+	post(t, tester, sidecarURL, insureSample(t, testKey, "<insureRequest>", "<evilRequest>", "</insureRequest>", "</evilRequest>"))
+	after := scrape(t)
+
+	for series, want := range map[string]float64{
+		`gongbao_requests_total{message="insureRequest",outcome="ok"}`:            1,
+		`gongbao_requests_total{message="insureRequest",outcome="replay"}`:        1,
+		`gongbao_requests_total{message="insureRequest",outcome="bad_signature"}`: 1,
+		`gongbao_requests_total{message="unknown",outcome="unknown_message"}`:     1,
+		`gongbao_signature_failures_total{message="insureRequest"}`:               1,
+		`gongbao_idempotent_replays_total{message="insureRequest"}`:               1,
+		`gongbao_core_duration_seconds_count{message="insureRequest"}`:            1,
+	} {
+		if got := after[series] - before[series]; got != want {
+			t.Errorf("%s grew by %v, want %v", series, got, want)
+		}
+	}
+	for _, series := range []string{`gongbao_callbacks{state="pending"}`, `gongbao_callback_queue_depth`,
+		`gongbao_callback_dead_letters`, `gongbao_callback_oldest_pending_age_seconds`} {
+		if _, ok := after[series]; !ok {
+			t.Errorf("%s is not exposed", series)
+		}
+	}
+	for series := range after {
+		if strings.Contains(series, "evilRequest") {
+			t.Errorf("a label came from request data: %s", series)
+		}
+	}
+}
+
+var seriesLine = regexp.MustCompile(`^(gongbao_[^ ]+) ([0-9.eE+-]+)$`)
+
+// scrape reads the gongbao series from the admin endpoint's /metrics.
+func scrape(t *testing.T) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://localhost:2999/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if m := seriesLine.FindStringSubmatch(sc.Text()); m != nil {
+			v, _ := strconv.ParseFloat(m[2], 64)
+			out[m[1]] = v
+		}
+	}
+	return out
+}
+
+// personalData are the names, mobiles, ID numbers, bank accounts and
+// addresses in the sample messages and the core's data.
+var personalData = []string{
+	"浙江宏达建设工程有限公司", "13858012345", "91330106MA2GL8XK3X", // applicant
+	"杭州市城市建设发展有限公司", "13631292501", "913301007042061234", // insured, claimant
+}
+
+// TestLogsHoldNoKeysOrPersonalData runs a lifecycle with failures and
+// reads every log line Caddy wrote.
+func TestLogsHoldNoKeysOrPersonalData(t *testing.T) {
+	logFile := filepath.Join(t.TempDir(), "caddy.log")
+	fx := startCore(t)
+	cfg := strings.Replace(sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""), "\tpersist_config off\n",
+		fmt.Sprintf("\tpersist_config off\n\tlog {\n\t\toutput file %s\n\t\tformat json\n\t\tlevel DEBUG\n\t}\n", logFile), 1)
+	cfg = strings.Replace(cfg, "http://localhost:9080 {\n", "http://localhost:9080 {\n\tlog {\n\t\toutput file "+logFile+"\n\t}\n", 1)
+	tester := startSidecar(t, cfg)
+
+	reply, _ := post(t, tester, sidecarURL, insureSample(t, testKey))
+	policyNo := pay(t, text(reply, "yeepayurl"))
+	for _, name := range []string{"correctRequest.xml", "claimRequest.xml", "invoiceRequest.xml", "surrendRequest.xml"} {
+		post(t, tester, sidecarURL, signed(t, sample(t, name), testKey, samplePolicyNo, policyNo))
+	}
+	post(t, tester, sidecarURL, insureSample(t, "wrong-key"))
+	post(t, tester, sidecarURL, insureSample(t, testKey, "<mobile>13858012345</mobile>", "<mobile>138580123456789012345678901234567890</mobile>"))
+	post(t, tester, sidecarURL, insureSample(t, testKey, "<sumPremium>20.00</sumPremium>", "<sumPremium>abc</sumPremium>"))
+	post(t, tester, sidecarURL, signed(t, sample(t, "claimRequest.xml"), testKey)) // refused by the core
+
+	f, err := os.Open(logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	data, _ := io.ReadAll(f)
+	if !strings.Contains(string(data), `"msg":"exchange"`) {
+		t.Fatalf("the exchange log lines are missing from %s:\n%s", logFile, data)
+	}
+	for _, secret := range append([]string{testKey, strings.ToLower(testKey)}, personalData...) {
+		if strings.Contains(string(data), secret) {
+			t.Errorf("a log line contains %q", secret)
+		}
+	}
+}
+
+// TestKeyRotation: with two verify keys, requests signed with either are
+// accepted and replies are signed with the sign key; a reload that drops
+// the old key rejects it.
+func TestKeyRotation(t *testing.T) {
+	const oldKey = "old-key-from-2019"
+	t.Setenv("GONGBAO_OLD_KEY", oldKey)
+	fx := startCore(t)
+	both := strings.Replace(sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""),
+		"sign_key {env.GONGBAO_TEST_KEY}", "sign_key {env.GONGBAO_TEST_KEY}\n\t\tverify_key {env.GONGBAO_OLD_KEY} {env.GONGBAO_TEST_KEY}", 1)
+	tester := startSidecar(t, both)
+	for _, key := range []string{oldKey, testKey} {
+		reply, _ := post(t, tester, sidecarURL, insureSample(t, key)) // post verifies the reply with testKey
+		assertAccepted(t, reply)
+	}
+
+	tester.InitServer(sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""), "caddyfile")
+	reply, _ := post(t, tester, sidecarURL, insureSample(t, oldKey))
+	assertRefused(t, reply, "验签失败")
+	reply, _ = post(t, tester, sidecarURL, insureSample(t, testKey))
+	assertAccepted(t, reply)
+}

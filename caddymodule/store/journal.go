@@ -1,0 +1,187 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// JournalEntry is one platform exchange as it happened: what the platform
+// sent, what the core was asked and answered, and what we replied. It is
+// the evidence an operator shows the platform about what was sent when.
+// Callback attempts are journalled by the delivery engine with each
+// delivery.
+type JournalEntry struct {
+	ID          int64         `json:"id"`
+	At          time.Time     `json:"at"` // when the request arrived
+	Message     string        `json:"message"`
+	RequestUUID string        `json:"request_uuid"`
+	PolicyNo    string        `json:"policy_no,omitempty"`
+	ProposalNo  string        `json:"proposal_no,omitempty"`
+	Outcome     string        `json:"outcome"`
+	Duration    time.Duration `json:"duration"`
+	CoreStatus  int           `json:"core_status,omitempty"`
+	RequestXML  []byte        `json:"-"`
+	CoreRequest []byte        `json:"-"`
+	CoreReply   []byte        `json:"-"`
+	ReplyXML    []byte        `json:"-"`
+	Error       string        `json:"error,omitempty"`
+}
+
+// JournalQuery selects entries: every non-empty field must match.
+type JournalQuery struct {
+	RequestUUID string
+	PolicyNo    string
+	ProposalNo  string
+	Limit       int // default 100, at most 1000
+}
+
+// Journal is the exchange journal.
+type Journal struct{ db *DB }
+
+var journalMigrations = []migration{{
+	id: "journal-0001-entries",
+	sqlite: []string{
+		`CREATE TABLE IF NOT EXISTS gongbao_journal (
+			id           INTEGER PRIMARY KEY AUTOINCREMENT,
+			at           TEXT    NOT NULL,
+			message      TEXT    NOT NULL,
+			request_uuid TEXT    NOT NULL,
+			policy_no    TEXT    NOT NULL DEFAULT '',
+			proposal_no  TEXT    NOT NULL DEFAULT '',
+			outcome      TEXT    NOT NULL,
+			duration_us  INTEGER NOT NULL,
+			core_status  INTEGER NOT NULL DEFAULT 0,
+			request_xml  BLOB,
+			core_request BLOB,
+			core_reply   BLOB,
+			reply_xml    BLOB,
+			error        TEXT    NOT NULL DEFAULT ''
+		)`,
+		`CREATE INDEX IF NOT EXISTS gongbao_journal_uuid ON gongbao_journal (request_uuid)`,
+		`CREATE INDEX IF NOT EXISTS gongbao_journal_policy ON gongbao_journal (policy_no) WHERE policy_no <> ''`,
+		`CREATE INDEX IF NOT EXISTS gongbao_journal_proposal ON gongbao_journal (proposal_no) WHERE proposal_no <> ''`,
+		`CREATE INDEX IF NOT EXISTS gongbao_journal_at ON gongbao_journal (at)`,
+	},
+	postgres: []string{
+		`CREATE TABLE IF NOT EXISTS gongbao_journal (
+			id           BIGSERIAL   PRIMARY KEY,
+			at           TIMESTAMPTZ NOT NULL,
+			message      TEXT        NOT NULL,
+			request_uuid TEXT        NOT NULL,
+			policy_no    TEXT        NOT NULL DEFAULT '',
+			proposal_no  TEXT        NOT NULL DEFAULT '',
+			outcome      TEXT        NOT NULL,
+			duration_us  BIGINT      NOT NULL,
+			core_status  INTEGER     NOT NULL DEFAULT 0,
+			request_xml  BYTEA,
+			core_request BYTEA,
+			core_reply   BYTEA,
+			reply_xml    BYTEA,
+			error        TEXT        NOT NULL DEFAULT ''
+		)`,
+		`CREATE INDEX IF NOT EXISTS gongbao_journal_uuid ON gongbao_journal (request_uuid)`,
+		`CREATE INDEX IF NOT EXISTS gongbao_journal_policy ON gongbao_journal (policy_no) WHERE policy_no <> ''`,
+		`CREATE INDEX IF NOT EXISTS gongbao_journal_proposal ON gongbao_journal (proposal_no) WHERE proposal_no <> ''`,
+		`CREATE INDEX IF NOT EXISTS gongbao_journal_at ON gongbao_journal (at)`,
+	},
+}}
+
+// NewJournal creates the journal table if missing.
+func NewJournal(ctx context.Context, db *DB) (*Journal, error) {
+	if err := db.migrate(ctx, journalMigrations); err != nil {
+		return nil, fmt.Errorf("journal: migrating the store: %w", err)
+	}
+	return &Journal{db: db}, nil
+}
+
+const journalColumns = `at, message, request_uuid, policy_no, proposal_no, outcome, duration_us, core_status,
+	request_xml, core_request, core_reply, reply_xml, error`
+
+// Append writes entries in one transaction: all or none.
+func (j *Journal) Append(ctx context.Context, entries []JournalEntry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	return j.db.inTx(ctx, func(q querier) error {
+		for _, e := range entries {
+			args := []any{dbNow(e.At), e.Message, e.RequestUUID, e.PolicyNo, e.ProposalNo, e.Outcome,
+				e.Duration.Microseconds(), e.CoreStatus, nullBytes(e.RequestXML), nullBytes(e.CoreRequest),
+				nullBytes(e.CoreReply), nullBytes(e.ReplyXML), e.Error}
+			if _, err := q.exec(ctx, `INSERT INTO gongbao_journal (`+journalColumns+`)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`, args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Find returns the entries matching query, oldest first.
+func (j *Journal) Find(ctx context.Context, query JournalQuery) ([]JournalEntry, error) {
+	var where []string
+	var args []any
+	for _, c := range []struct{ col, val string }{
+		{"request_uuid", query.RequestUUID}, {"policy_no", query.PolicyNo}, {"proposal_no", query.ProposalNo},
+	} {
+		if c.val != "" {
+			args = append(args, c.val)
+			where = append(where, fmt.Sprintf("%s = $%d", c.col, len(args)))
+		}
+	}
+	if len(where) == 0 {
+		return nil, errors.New("journal: give a requestUUID, policy number or proposal number")
+	}
+	limit := query.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	limit = min(limit, 1000)
+	q, err := j.db.q()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := q.query(ctx, `SELECT id, `+journalColumns+` FROM gongbao_journal WHERE `+
+		strings.Join(where, " AND ")+fmt.Sprintf(` ORDER BY id LIMIT %d`, limit), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []JournalEntry
+	for rows.Next() {
+		var e JournalEntry
+		var at dbTime
+		var durUS int64
+		if err := rows.Scan(&e.ID, &at, &e.Message, &e.RequestUUID, &e.PolicyNo, &e.ProposalNo, &e.Outcome,
+			&durUS, &e.CoreStatus, &e.RequestXML, &e.CoreRequest, &e.CoreReply, &e.ReplyXML, &e.Error); err != nil {
+			return nil, err
+		}
+		e.At, e.Duration = at.t, time.Duration(durUS)*time.Microsecond
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// PurgeBodies drops the bodies of entries older than before, keeping the
+// entries themselves (who, what, when, outcome).
+func (j *Journal) PurgeBodies(ctx context.Context, before time.Time) (int64, error) {
+	q, err := j.db.q()
+	if err != nil {
+		return 0, err
+	}
+	return q.exec(ctx, `UPDATE gongbao_journal
+		SET request_xml = NULL, core_request = NULL, core_reply = NULL, reply_xml = NULL
+		WHERE at < $1 AND (request_xml IS NOT NULL OR core_request IS NOT NULL OR core_reply IS NOT NULL OR reply_xml IS NOT NULL)`,
+		dbNow(before))
+}
+
+// Purge deletes entries older than before.
+func (j *Journal) Purge(ctx context.Context, before time.Time) (int64, error) {
+	q, err := j.db.q()
+	if err != nil {
+		return 0, err
+	}
+	return q.exec(ctx, `DELETE FROM gongbao_journal WHERE at < $1`, dbNow(before))
+}

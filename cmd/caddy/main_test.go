@@ -1,0 +1,26 @@
+package main
+
+import (
+	"os"
+	"testing"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+)
+
+// envRunCaddy makes the test binary behave as the sidecar itself: it links
+// exactly the modules main.go links (the standard ones and
+// github.com/caddy-gongbao/gongbao), so the tests can start it as a child
+// process, kill it with SIGKILL and start it again, as an operator's
+// process manager would.
+const envRunCaddy = "GONGBAO_TEST_RUN_CADDY"
+
+// TestMain runs Caddy's command line instead of the tests when the binary
+// was started as a sidecar. Testing flags are not parsed yet at this
+// point, so os.Args reaches Caddy untouched.
+func TestMain(m *testing.M) {
+	if os.Getenv(envRunCaddy) == "1" {
+		caddycmd.Main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
