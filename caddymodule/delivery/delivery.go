@@ -278,7 +278,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	if err := e.q.migrate(ctx, e.d); err != nil {
-		return nil, fmt.Errorf("delivery: migrating tables: %w", unavailable(err))
+		return nil, fmt.Errorf("delivery: migrating tables: %w", store.Unavailable(err))
 	}
 	return e, nil
 }

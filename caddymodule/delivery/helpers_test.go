@@ -2,13 +2,11 @@ package delivery
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,10 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
+	"github.com/caddy-gongbao/gongbao/caddymodule/store/storetest"
 )
 
 // testKey is the spec's test key; the platform and the insurer share it in
@@ -67,71 +64,11 @@ func openSQLite(t testing.TB) *store.DB {
 	return db
 }
 
-const defaultTestPostgres = "postgres://root@127.0.0.1:5432/test?sslmode=disable"
-
-func testPostgresDSN() string {
-	if dsn := os.Getenv("GONGBAO_TEST_POSTGRES"); dsn != "" {
-		return dsn
-	}
-	return defaultTestPostgres
-}
-
-var postgresReachable struct {
-	once sync.Once
-	err  error
-}
-
-// requirePostgres returns the test DSN, or skips the test when PostgreSQL
-// cannot be reached — unless GONGBAO_REQUIRE_POSTGRES=1 (CI), where it
-// fails instead of passing silently.
-func requirePostgres(t testing.TB) string {
-	t.Helper()
-	dsn := testPostgresDSN()
-	postgresReachable.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err == nil {
-			err = conn.Ping(ctx)
-			conn.Close(ctx)
-		}
-		postgresReachable.err = err
-	})
-	if err := postgresReachable.err; err != nil {
-		msg := fmt.Sprintf("PostgreSQL not reachable at %s (%v); set GONGBAO_TEST_POSTGRES to run the PostgreSQL half of the conformance suite", redactDSN(dsn), err)
-		if os.Getenv("GONGBAO_REQUIRE_POSTGRES") == "1" {
-			t.Fatal(msg + " (GONGBAO_REQUIRE_POSTGRES=1)")
-		}
-		t.Skip(msg)
-	}
-	return dsn
-}
-
-func redactDSN(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Host != "" {
-		return u.Redacted()
-	}
-	return "the GONGBAO_TEST_POSTGRES DSN"
-}
-
 // openPostgres opens a handle on a new schema, dropped when the test ends.
 func openPostgres(t testing.TB) *store.DB {
 	t.Helper()
-	dsn := requirePostgres(t)
-	schema := "gbdeliv_" + strings.ToLower(rand.Text()[:16])
-	t.Cleanup(func() { // registered first: runs after the handle is closed
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, `DROP SCHEMA IF EXISTS `+schema+` CASCADE`); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
+	dsn := storetest.DSN(t)
+	schema := storetest.FreshSchema(t, dsn, "gbdeliv")
 	db, err := store.Open(context.Background(), store.Config{Driver: store.DriverPostgres, DSN: dsn, Schema: schema})
 	if err != nil {
 		t.Fatal(err)

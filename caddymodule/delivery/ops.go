@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/store"
 )
 
 // Enqueue stores a delivery and its River job in one transaction: when it
@@ -20,7 +22,7 @@ func (e *Engine) Enqueue(ctx context.Context, n NewDelivery) (Delivery, bool, er
 	if err := n.validate(); err != nil {
 		return Delivery{}, false, err
 	}
-	now := dbNow(e.clock.Now())
+	now := store.DBNow(e.clock.Now())
 	d := Delivery{
 		Event: n.Event, Callback: n.Callback, ReplyRoot: n.ReplyRoot, URL: n.URL,
 		RequestUUID: n.RequestUUID, IdempotencyKey: n.IdempotencyKey, OrderKey: n.OrderKey,
@@ -29,7 +31,7 @@ func (e *Engine) Enqueue(ctx context.Context, n NewDelivery) (Delivery, bool, er
 	}
 	created := false
 	err := e.q.inTx(ctx, func(tx queueTx) error {
-		err := tx.queryRow(ctx, `INSERT INTO gongbao_deliveries
+		err := tx.QueryRow(ctx, `INSERT INTO gongbao_deliveries
 				(event, callback, reply_root, url, request_uuid, idempotency_key, order_key, body,
 				 state, created_at, pending_since, deadline_at)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9, $10)
@@ -37,7 +39,7 @@ func (e *Engine) Enqueue(ctx context.Context, n NewDelivery) (Delivery, bool, er
 			RETURNING id`,
 			d.Event, d.Callback, d.ReplyRoot, d.URL, d.RequestUUID, d.IdempotencyKey, d.OrderKey, d.Body,
 			d.CreatedAt, d.DeadlineAt).Scan(&d.ID)
-		if errors.Is(err, errNoRows) {
+		if errors.Is(err, store.ErrNoRows) {
 			// Already there (on PostgreSQL possibly committed a moment ago
 			// by a concurrent Enqueue; READ COMMITTED sees it now).
 			existing, err := e.getBy(ctx, tx, `idempotency_key = $1`, n.IdempotencyKey, true)
@@ -53,14 +55,14 @@ func (e *Engine) Enqueue(ctx context.Context, n NewDelivery) (Delivery, bool, er
 		if d.JobID, err = tx.insertJob(ctx, deliveryArgs{DeliveryID: d.ID, DeadlineAt: d.DeadlineAt}); err != nil {
 			return err
 		}
-		if _, err := tx.exec(ctx, `UPDATE gongbao_deliveries SET job_id = $1 WHERE id = $2`, d.JobID, d.ID); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE gongbao_deliveries SET job_id = $1 WHERE id = $2`, d.JobID, d.ID); err != nil {
 			return err
 		}
 		created = true
 		return nil
 	})
 	if err != nil {
-		return Delivery{}, false, fmt.Errorf("delivery: enqueue: %w", unavailable(err))
+		return Delivery{}, false, fmt.Errorf("delivery: enqueue: %w", store.Unavailable(err))
 	}
 	return d, created, nil
 }
@@ -70,14 +72,14 @@ func (e *Engine) Enqueue(ctx context.Context, n NewDelivery) (Delivery, bool, er
 // untouched: the platform sees the same requestUUID and signature.
 // ErrNotFound, ErrNotDead, or an error wrapping store.ErrUnavailable.
 func (e *Engine) Retry(ctx context.Context, id int64) (Delivery, error) {
-	now := dbNow(e.clock.Now())
+	now := store.DBNow(e.clock.Now())
 	deadline := now.Add(e.cfg.Deadline)
 	err := e.q.inTx(ctx, func(tx queueTx) error {
 		var got int64
-		err := tx.queryRow(ctx, `UPDATE gongbao_deliveries
+		err := tx.QueryRow(ctx, `UPDATE gongbao_deliveries
 			SET state = 'pending', pending_since = $1, deadline_at = $2, dead_at = NULL
 			WHERE id = $3 AND state = 'dead' RETURNING id`, now, deadline, id).Scan(&got)
-		if errors.Is(err, errNoRows) {
+		if errors.Is(err, store.ErrNoRows) {
 			if _, err := e.getBy(ctx, tx, `id = $1`, id, false); err != nil {
 				return err
 			}
@@ -90,7 +92,7 @@ func (e *Engine) Retry(ctx context.Context, id int64) (Delivery, error) {
 		if err != nil {
 			return err
 		}
-		_, err = tx.exec(ctx, `UPDATE gongbao_deliveries SET job_id = $1 WHERE id = $2`, jobID, id)
+		_, err = tx.Exec(ctx, `UPDATE gongbao_deliveries SET job_id = $1 WHERE id = $2`, jobID, id)
 		return err
 	})
 	if err != nil {
@@ -109,7 +111,7 @@ func (e *Engine) Get(ctx context.Context, id int64) (Delivery, error) {
 	if err != nil {
 		return Delivery{}, fmt.Errorf("delivery: get %d: %w", id, err)
 	}
-	rows, err := e.q.pool().query(ctx, `SELECT n, started_at, duration_us, http_status, request_sha256,
+	rows, err := e.q.pool().Query(ctx, `SELECT n, started_at, duration_us, http_status, request_sha256,
 			outcome, reply, error
 		FROM gongbao_delivery_attempts WHERE delivery_id = $1 ORDER BY n`, id)
 	if err != nil {
@@ -119,7 +121,7 @@ func (e *Engine) Get(ctx context.Context, id int64) (Delivery, error) {
 	for rows.Next() {
 		var (
 			a       Attempt
-			started dbTime
+			started store.Time
 			us      int64
 			outcome string
 		)
@@ -146,7 +148,7 @@ func (e *Engine) List(ctx context.Context, opt ListOptions) ([]Delivery, int64, 
 		limit = 50
 	}
 	limit = min(limit, 1000)
-	rows, err := e.q.pool().query(ctx, `SELECT `+deliveryCols+` FROM gongbao_deliveries
+	rows, err := e.q.pool().Query(ctx, `SELECT `+deliveryCols+` FROM gongbao_deliveries
 		WHERE ($1 = '' OR state = $1) AND id > $2 ORDER BY id LIMIT $3`,
 		string(opt.State), opt.After, limit+1)
 	if err != nil {
@@ -175,7 +177,7 @@ func (e *Engine) List(ctx context.Context, opt ListOptions) ([]Delivery, int64, 
 // Stats counts deliveries by state and dates the oldest pending one.
 func (e *Engine) Stats(ctx context.Context) (Stats, error) {
 	var s Stats
-	rows, err := e.q.pool().query(ctx, `SELECT state, COUNT(*) FROM gongbao_deliveries GROUP BY state`)
+	rows, err := e.q.pool().Query(ctx, `SELECT state, COUNT(*) FROM gongbao_deliveries GROUP BY state`)
 	if err != nil {
 		return s, fmt.Errorf("delivery: stats: %w", err)
 	}
@@ -200,13 +202,13 @@ func (e *Engine) Stats(ctx context.Context) (Stats, error) {
 	if err := rows.Err(); err != nil {
 		return s, fmt.Errorf("delivery: stats: %w", err)
 	}
-	var oldest dbTime
-	if err := e.q.pool().queryRow(ctx, `SELECT MIN(pending_since) FROM gongbao_deliveries
+	var oldest store.Time
+	if err := e.q.pool().QueryRow(ctx, `SELECT MIN(pending_since) FROM gongbao_deliveries
 		WHERE state = 'pending'`).Scan(&oldest); err != nil {
 		return s, fmt.Errorf("delivery: stats: %w", err)
 	}
 	if oldest.Valid {
-		s.OldestPendingSince = oldest.ptr()
+		s.OldestPendingSince = oldest.Ptr()
 		s.OldestPendingAge = max(e.clock.Now().Sub(oldest.T), 0)
 	}
 	return s, nil
@@ -216,28 +218,28 @@ const deliveryCols = `id, event, callback, reply_root, url, request_uuid, idempo
 	state, created_at, pending_since, deadline_at, last_attempt_at, delivered_at, dead_at,
 	last_error, attempt_count, job_id`
 
-func (e *Engine) get(ctx context.Context, r runner, id int64, body bool) (*Delivery, error) {
+func (e *Engine) get(ctx context.Context, r store.Runner, id int64, body bool) (*Delivery, error) {
 	return e.getBy(ctx, r, `id = $1`, id, body)
 }
 
-func (e *Engine) getBy(ctx context.Context, r runner, where string, arg any, body bool) (*Delivery, error) {
+func (e *Engine) getBy(ctx context.Context, r store.Runner, where string, arg any, body bool) (*Delivery, error) {
 	cols := deliveryCols
 	if body {
 		cols += `, body`
 	}
-	d, err := scanDelivery(r.queryRow(ctx, `SELECT `+cols+` FROM gongbao_deliveries WHERE `+where, arg), body)
-	if errors.Is(err, errNoRows) {
+	d, err := scanDelivery(r.QueryRow(ctx, `SELECT `+cols+` FROM gongbao_deliveries WHERE `+where, arg), body)
+	if errors.Is(err, store.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	return d, err
 }
 
-func scanDelivery(s scanner, body bool) (*Delivery, error) {
+func scanDelivery(s store.Scanner, body bool) (*Delivery, error) {
 	var (
 		d                                Delivery
 		state                            string
-		created, since, deadline         dbTime
-		lastAttempt, deliveredAt, deadAt dbTime
+		created, since, deadline         store.Time
+		lastAttempt, deliveredAt, deadAt store.Time
 	)
 	dest := []any{&d.ID, &d.Event, &d.Callback, &d.ReplyRoot, &d.URL, &d.RequestUUID, &d.IdempotencyKey,
 		&d.OrderKey, &state, &created, &since, &deadline, &lastAttempt, &deliveredAt, &deadAt,
@@ -250,6 +252,6 @@ func scanDelivery(s scanner, body bool) (*Delivery, error) {
 	}
 	d.State = State(state)
 	d.CreatedAt, d.PendingSince, d.DeadlineAt = created.T, since.T, deadline.T
-	d.LastAttemptAt, d.DeliveredAt, d.DeadAt = lastAttempt.ptr(), deliveredAt.ptr(), deadAt.ptr()
+	d.LastAttemptAt, d.DeliveredAt, d.DeadAt = lastAttempt.Ptr(), deliveredAt.Ptr(), deadAt.Ptr()
 	return &d, nil
 }

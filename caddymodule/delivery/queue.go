@@ -14,14 +14,16 @@ import (
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/store"
 )
 
 // queue is River on one backend, seen by the rest of the package without
 // River's transaction type parameter: the engine's SQL and job inserts go
-// through runner and queueTx, so nothing else is written twice.
+// through store.Runner and queueTx, so nothing else is written twice.
 type queue interface {
 	// pool runs autocommit statements on the store handle.
-	pool() runner
+	pool() store.Runner
 	// inTx runs fn in one transaction and commits when fn returns nil. On
 	// SQLite it starts with BEGIN IMMEDIATE (the store's DSN), so it holds
 	// the write lock from the start. Errors from fn come back unchanged.
@@ -36,7 +38,7 @@ type queue interface {
 // queueTx is a transaction on which both our rows and River jobs are
 // written, so they commit or vanish together.
 type queueTx interface {
-	runner
+	store.Runner
 	insertJob(ctx context.Context, args deliveryArgs) (jobID int64, err error)
 }
 
@@ -80,9 +82,9 @@ type riverQueue[TTx any] struct {
 	driver riverdriver.Driver[TTx]
 	schema string
 	log    *slog.Logger
-	run    runner
-	// begin opens a transaction and returns it with a runner on it.
-	begin    func(ctx context.Context) (TTx, runner, error)
+	run    store.Runner
+	// begin opens a transaction and returns it with a store.Runner on it.
+	begin    func(ctx context.Context) (TTx, store.Runner, error)
 	commit   func(ctx context.Context, tx TTx) error
 	rollback func(ctx context.Context, tx TTx)
 	// lockMigrations, when set, serialises migrations of instances
@@ -96,13 +98,13 @@ func newSQLiteQueue(e *Engine) (queue, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: sqlite store without a handle", ErrInvalid)
 	}
-	return newRiverQueue(e, riversqlite.New(db), "", sqlRunner{db},
-		func(ctx context.Context) (*sqlTx, runner, error) {
+	return newRiverQueue(e, riversqlite.New(db), "", store.SQLRunner(db),
+		func(ctx context.Context) (*sqlTx, store.Runner, error) {
 			tx, err := db.BeginTx(ctx, nil)
 			if err != nil {
 				return nil, nil, err
 			}
-			return tx, sqlRunner{tx}, nil
+			return tx, store.SQLRunner(tx), nil
 		},
 		func(_ context.Context, tx *sqlTx) error { return tx.Commit() },
 		func(_ context.Context, tx *sqlTx) { _ = tx.Rollback() },
@@ -114,13 +116,13 @@ func newPostgresQueue(e *Engine) (queue, error) {
 	if pool == nil {
 		return nil, fmt.Errorf("%w: postgres store without a pool", ErrInvalid)
 	}
-	q, err := newRiverQueue(e, riverpgxv5.New(pool), riverSchema(e.db.Schema), pgRunner{pool},
-		func(ctx context.Context) (pgx.Tx, runner, error) {
+	q, err := newRiverQueue(e, riverpgxv5.New(pool), riverSchema(e.db.Schema), store.PGRunner(pool),
+		func(ctx context.Context) (pgx.Tx, store.Runner, error) {
 			tx, err := pool.Begin(ctx)
 			if err != nil {
 				return nil, nil, err
 			}
-			return tx, pgRunner{tx}, nil
+			return tx, store.PGRunner(tx), nil
 		},
 		func(ctx context.Context, tx pgx.Tx) error { return tx.Commit(ctx) },
 		// A fresh context: a cancelled caller must not leave the
@@ -167,8 +169,8 @@ func riverSchema(s string) string {
 	return ""
 }
 
-func newRiverQueue[TTx any](e *Engine, driver riverdriver.Driver[TTx], schema string, run runner,
-	begin func(context.Context) (TTx, runner, error),
+func newRiverQueue[TTx any](e *Engine, driver riverdriver.Driver[TTx], schema string, run store.Runner,
+	begin func(context.Context) (TTx, store.Runner, error),
 	commit func(context.Context, TTx) error,
 	rollback func(context.Context, TTx),
 ) (*riverQueue[TTx], error) {
@@ -214,10 +216,10 @@ func (e *Engine) riverConfig(schema string) *river.Config {
 	}
 }
 
-func (q *riverQueue[TTx]) pool() runner { return q.run }
+func (q *riverQueue[TTx]) pool() store.Runner { return q.run }
 
 type txAdapter[TTx any] struct {
-	runner
+	store.Runner
 	q  *riverQueue[TTx]
 	tx TTx
 }
@@ -228,7 +230,7 @@ func (t txAdapter[TTx]) insertJob(ctx context.Context, args deliveryArgs) (int64
 		MaxAttempts: maxJobAttempts,
 	})
 	if err != nil {
-		return 0, unavailable(fmt.Errorf("inserting River job: %w", err))
+		return 0, store.Unavailable(fmt.Errorf("inserting River job: %w", err))
 	}
 	return res.Job.ID, nil
 }
@@ -236,7 +238,7 @@ func (t txAdapter[TTx]) insertJob(ctx context.Context, args deliveryArgs) (int64
 func (q *riverQueue[TTx]) inTx(ctx context.Context, fn func(tx queueTx) error) error {
 	tx, run, err := q.begin(ctx)
 	if err != nil {
-		return unavailable(err)
+		return store.Unavailable(err)
 	}
 	done := false
 	defer func() {
@@ -244,13 +246,13 @@ func (q *riverQueue[TTx]) inTx(ctx context.Context, fn func(tx queueTx) error) e
 			q.rollback(ctx, tx)
 		}
 	}()
-	if err := fn(txAdapter[TTx]{runner: run, q: q, tx: tx}); err != nil {
+	if err := fn(txAdapter[TTx]{Runner: run, q: q, tx: tx}); err != nil {
 		return err
 	}
 	done = true
 	if err := q.commit(ctx, tx); err != nil {
 		q.rollback(ctx, tx)
-		return unavailable(err)
+		return store.Unavailable(err)
 	}
 	return nil
 }
@@ -266,9 +268,9 @@ func (q *riverQueue[TTx]) migrate(ctx context.Context, d dialect) error {
 	if err != nil {
 		return err
 	}
-	ours := func(run runner) error {
+	ours := func(run store.Runner) error {
 		for _, s := range d.ddl {
-			if _, err := run.exec(ctx, s); err != nil {
+			if _, err := run.Exec(ctx, s); err != nil {
 				return err
 			}
 		}
@@ -277,26 +279,26 @@ func (q *riverQueue[TTx]) migrate(ctx context.Context, d dialect) error {
 	if q.lockMigrations != nil {
 		unlock, err := q.lockMigrations(ctx)
 		if err != nil {
-			return unavailable(err)
+			return store.Unavailable(err)
 		}
 		defer unlock()
 		if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
-			return unavailable(fmt.Errorf("River migrations: %w", err))
+			return store.Unavailable(fmt.Errorf("River migrations: %w", err))
 		}
 		return q.inTx(ctx, func(tx queueTx) error { return ours(tx) })
 	}
 	tx, run, err := q.begin(ctx)
 	if err != nil {
-		return unavailable(err)
+		return store.Unavailable(err)
 	}
 	defer q.rollback(ctx, tx) // no-op after commit
 	if _, err := m.MigrateTx(ctx, tx, rivermigrate.DirectionUp, nil); err != nil {
-		return unavailable(fmt.Errorf("River migrations: %w", err))
+		return store.Unavailable(fmt.Errorf("River migrations: %w", err))
 	}
 	if err := ours(run); err != nil {
 		return err
 	}
-	return unavailable(q.commit(ctx, tx))
+	return store.Unavailable(q.commit(ctx, tx))
 }
 
 func (q *riverQueue[TTx]) start(ctx context.Context) error {

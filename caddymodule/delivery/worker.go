@@ -18,6 +18,8 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/store"
 )
 
 // worker is the River worker of delivery jobs.
@@ -83,7 +85,7 @@ func (e *Engine) work(ctx context.Context, job *river.Job[deliveryArgs]) error {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordMargin)
 	defer cancel()
 	if err := e.record(rctx, d, job.ID, &a, final); err != nil {
-		if errors.Is(err, errNoRows) {
+		if errors.Is(err, store.ErrNoRows) {
 			return nil // changed under us; the row is the truth
 		}
 		// The attempt happened but could not be recorded. Retry: at worst
@@ -118,9 +120,9 @@ func (e *Engine) gapWait(d *Delivery) time.Duration {
 // surrender). Delivered and dead predecessors do not block.
 func (e *Engine) waitingForEarlier(ctx context.Context, d *Delivery) (bool, error) {
 	var one int
-	err := e.q.pool().queryRow(ctx, `SELECT 1 FROM gongbao_deliveries
+	err := e.q.pool().QueryRow(ctx, `SELECT 1 FROM gongbao_deliveries
 		WHERE order_key = $1 AND state = 'pending' AND id < $2 LIMIT 1`, d.OrderKey, d.ID).Scan(&one)
-	if errors.Is(err, errNoRows) {
+	if errors.Is(err, store.ErrNoRows) {
 		return false, nil
 	}
 	return err == nil, err
@@ -129,7 +131,7 @@ func (e *Engine) waitingForEarlier(ctx context.Context, d *Delivery) (bool, erro
 // attempt POSTs the stored body once and judges the reply.
 func (e *Engine) attempt(ctx context.Context, d *Delivery) Attempt {
 	sum := sha256.Sum256(d.Body)
-	a := Attempt{StartedAt: dbNow(e.clock.Now()), RequestSHA256: hex.EncodeToString(sum[:])}
+	a := Attempt{StartedAt: store.DBNow(e.clock.Now()), RequestSHA256: hex.EncodeToString(sum[:])}
 	start := time.Now()
 	status, reply, err := e.post(ctx, d)
 	a.Duration = time.Since(start)
@@ -247,10 +249,10 @@ func clip(s string) string {
 func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
 
 // record stores the attempt and the delivery's new state in one
-// transaction. final makes a failed attempt a dead letter. errNoRows: the
+// transaction. final makes a failed attempt a dead letter. store.ErrNoRows: the
 // delivery is no longer pending under this job (nothing written).
 func (e *Engine) record(ctx context.Context, d *Delivery, jobID int64, a *Attempt, final bool) error {
-	now := dbNow(e.clock.Now())
+	now := store.DBNow(e.clock.Now())
 	state := StatePending
 	var deliveredAt, deadAt any
 	switch {
@@ -261,7 +263,7 @@ func (e *Engine) record(ctx context.Context, d *Delivery, jobID int64, a *Attemp
 	}
 	return e.q.inTx(ctx, func(tx queueTx) error {
 		var n int
-		err := tx.queryRow(ctx, `UPDATE gongbao_deliveries SET
+		err := tx.QueryRow(ctx, `UPDATE gongbao_deliveries SET
 				attempt_count = attempt_count + 1, last_attempt_at = $1, last_error = $2,
 				state = $3, delivered_at = $4, dead_at = $5
 			WHERE id = $6 AND state = 'pending' AND job_id = $7
@@ -271,21 +273,13 @@ func (e *Engine) record(ctx context.Context, d *Delivery, jobID int64, a *Attemp
 			return err
 		}
 		a.N = n
-		_, err = tx.exec(ctx, `INSERT INTO gongbao_delivery_attempts
+		_, err = tx.Exec(ctx, `INSERT INTO gongbao_delivery_attempts
 			(delivery_id, n, job_id, started_at, duration_us, http_status, request_sha256, outcome, reply, error)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
 			d.ID, n, jobID, a.StartedAt, a.Duration.Microseconds(), a.HTTPStatus,
-			a.RequestSHA256, string(a.Outcome), nullBytes(a.Reply), a.Error)
+			a.RequestSHA256, string(a.Outcome), store.NullBytes(a.Reply), a.Error)
 		return err
 	})
-}
-
-// nullBytes stores an empty byte slice as NULL on both backends.
-func nullBytes(b []byte) any {
-	if len(b) == 0 {
-		return nil
-	}
-	return b
 }
 
 func (e *Engine) logAttempt(d *Delivery, a *Attempt, final bool) {

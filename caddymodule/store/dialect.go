@@ -22,50 +22,61 @@ import (
 // an answer, not a failure.
 
 // errNoRows is the driver-neutral "query returned no row".
-var errNoRows = errors.New("no rows")
+// ErrNoRows is what QueryRow's Scan returns when no row matched: an
+// answer, not a failure of the store.
+var ErrNoRows = errors.New("no rows")
 
-// querier runs statements on a connection, pool or transaction.
-type querier interface {
-	exec(ctx context.Context, query string, args ...any) (int64, error)
-	queryRow(ctx context.Context, query string, args ...any) scanner
-	query(ctx context.Context, query string, args ...any) (rowIter, error)
+// Runner runs statements on a pool, a connection or a transaction of
+// either backend, so every query of the engines is written once. Queries
+// use $n placeholders, which pgx and modernc SQLite both bind by position;
+// time.Time arguments are stored as UTC microseconds on both. Every driver
+// error comes back wrapped in ErrUnavailable.
+type Runner interface {
+	Exec(ctx context.Context, query string, args ...any) (int64, error)
+	QueryRow(ctx context.Context, query string, args ...any) Scanner
+	Query(ctx context.Context, query string, args ...any) (Rows, error)
 }
 
-type scanner interface{ Scan(dest ...any) error }
+// Scanner reads one row.
+type Scanner interface{ Scan(dest ...any) error }
 
-type rowIter interface {
-	scanner
+// Rows iterates over a result.
+type Rows interface {
+	Scanner
 	Next() bool
 	Err() error
 	Close()
 }
 
-func unavailable(err error) error {
-	if err == nil {
-		return nil
+// Unavailable wraps a driver error in ErrUnavailable (once).
+func Unavailable(err error) error {
+	if err == nil || errors.Is(err, ErrUnavailable) {
+		return err
 	}
 	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
-// q returns the querier for the whole handle (autocommit statements).
-func (db *DB) q() (querier, error) {
+func unavailable(err error) error { return Unavailable(err) }
+
+// Runner returns the runner for the whole handle (autocommit statements).
+func (db *DB) Runner() (Runner, error) {
 	switch {
 	case db == nil:
 		return nil, unavailable(errors.New("no store handle"))
 	case db.Pool != nil:
-		return pgQuerier{db.Pool}, nil
+		return PGRunner(db.Pool), nil
 	case db.SQL != nil:
-		return sqlQuerier{db.SQL}, nil
+		return SQLRunner(db.SQL), nil
 	}
 	return nil, unavailable(errors.New("store handle has no connection"))
 }
 
-// inTx runs fn in a transaction and commits it if fn returns nil. On
+// InTx runs fn in a transaction and commits it if fn returns nil. On
 // SQLite the transaction starts with BEGIN IMMEDIATE (see sqliteDSN), so
 // it holds the write lock from the start; on PostgreSQL it is READ
 // COMMITTED and fn takes the row locks it needs (SELECT … FOR UPDATE).
 // Errors from fn are returned as they are.
-func (db *DB) inTx(ctx context.Context, fn func(q querier) error) error {
+func (db *DB) InTx(ctx context.Context, fn func(q Runner) error) error {
 	switch {
 	case db == nil:
 		return unavailable(errors.New("no store handle"))
@@ -77,7 +88,7 @@ func (db *DB) inTx(ctx context.Context, fn func(q querier) error) error {
 		// Rollback after Commit is a no-op. A fresh context: a cancelled
 		// caller must not leave the connection mid-transaction.
 		defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // nothing to do about it
-		if err := fn(pgQuerier{tx}); err != nil {
+		if err := fn(PGRunner(tx)); err != nil {
 			return err
 		}
 		return unavailable(tx.Commit(ctx))
@@ -87,7 +98,7 @@ func (db *DB) inTx(ctx context.Context, fn func(q querier) error) error {
 			return unavailable(err)
 		}
 		defer tx.Rollback() //nolint:errcheck // no-op after Commit
-		if err := fn(sqlQuerier{tx}); err != nil {
+		if err := fn(SQLRunner(tx)); err != nil {
 			return err
 		}
 		return unavailable(tx.Commit())
@@ -106,16 +117,20 @@ func (db *DB) forUpdate() string {
 
 // ---- PostgreSQL (pgx) ----
 
-// pgQuerier adapts a *pgxpool.Pool or a pgx.Tx.
-type pgQuerier struct {
-	r interface {
-		Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-		Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-		QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-	}
+// PGQueryer is what PGRunner needs: a *pgxpool.Pool, a *pgx.Conn or a pgx.Tx.
+type PGQueryer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
-func (p pgQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
+// PGRunner adapts a PostgreSQL pool, connection or transaction.
+func PGRunner(r PGQueryer) Runner { return pgQuerier{r} }
+
+// pgQuerier adapts a *pgxpool.Pool or a pgx.Tx.
+type pgQuerier struct{ r PGQueryer }
+
+func (p pgQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	tag, err := p.r.Exec(ctx, query, args...)
 	if err != nil {
 		return 0, unavailable(err)
@@ -123,11 +138,11 @@ func (p pgQuerier) exec(ctx context.Context, query string, args ...any) (int64, 
 	return tag.RowsAffected(), nil
 }
 
-func (p pgQuerier) queryRow(ctx context.Context, query string, args ...any) scanner {
+func (p pgQuerier) QueryRow(ctx context.Context, query string, args ...any) Scanner {
 	return pgRow{p.r.QueryRow(ctx, query, args...)}
 }
 
-func (p pgQuerier) query(ctx context.Context, query string, args ...any) (rowIter, error) {
+func (p pgQuerier) Query(ctx context.Context, query string, args ...any) (Rows, error) {
 	rows, err := p.r.Query(ctx, query, args...)
 	if err != nil {
 		return nil, unavailable(err)
@@ -140,7 +155,7 @@ type pgRow struct{ r pgx.Row }
 func (r pgRow) Scan(dest ...any) error {
 	err := r.r.Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return errNoRows
+		return ErrNoRows
 	}
 	return unavailable(err)
 }
@@ -154,16 +169,20 @@ func (r pgRows) Close()                 { r.r.Close() }
 
 // ---- SQLite (database/sql + modernc) ----
 
-// sqlQuerier adapts a *sql.DB or *sql.Tx.
-type sqlQuerier struct {
-	r interface {
-		ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
-		QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
-		QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	}
+// SQLQueryer is what SQLRunner needs: a *sql.DB, *sql.Conn or *sql.Tx.
+type SQLQueryer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
 }
 
-func (s sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64, error) {
+// SQLRunner adapts an SQLite handle, connection or transaction.
+func SQLRunner(r SQLQueryer) Runner { return sqlQuerier{r} }
+
+// sqlQuerier adapts a *sql.DB or *sql.Tx.
+type sqlQuerier struct{ r SQLQueryer }
+
+func (s sqlQuerier) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	res, err := s.r.ExecContext(ctx, query, sqliteArgs(args)...)
 	if err != nil {
 		return 0, unavailable(err)
@@ -172,11 +191,11 @@ func (s sqlQuerier) exec(ctx context.Context, query string, args ...any) (int64,
 	return n, unavailable(err)
 }
 
-func (s sqlQuerier) queryRow(ctx context.Context, query string, args ...any) scanner {
+func (s sqlQuerier) QueryRow(ctx context.Context, query string, args ...any) Scanner {
 	return sqlRow{s.r.QueryRowContext(ctx, query, sqliteArgs(args)...)}
 }
 
-func (s sqlQuerier) query(ctx context.Context, query string, args ...any) (rowIter, error) {
+func (s sqlQuerier) Query(ctx context.Context, query string, args ...any) (Rows, error) {
 	rows, err := s.r.QueryContext(ctx, query, sqliteArgs(args)...)
 	if err != nil {
 		return nil, unavailable(err)
@@ -189,7 +208,7 @@ type sqlRow struct{ r *sql.Row }
 func (r sqlRow) Scan(dest ...any) error {
 	err := r.r.Scan(dest...)
 	if errors.Is(err, sql.ErrNoRows) {
-		return errNoRows
+		return ErrNoRows
 	}
 	return unavailable(err)
 }
@@ -229,16 +248,21 @@ func sqliteArgs(args []any) []any {
 	return out
 }
 
-// dbTime scans a timestamp column of either backend: time.Time from
-// PostgreSQL, sqliteTime text from SQLite, NULL as the zero time.
-type dbTime struct{ t time.Time }
+// Time scans a timestamp column of either backend: time.Time from
+// PostgreSQL, sqliteTime text from SQLite; NULL leaves Valid false.
+type Time struct {
+	T     time.Time
+	Valid bool
+}
 
-func (d *dbTime) Scan(v any) error {
+// Scan implements sql.Scanner (and pgx's scanning of it).
+func (d *Time) Scan(v any) error {
+	d.Valid = v != nil
 	switch x := v.(type) {
 	case nil:
-		d.t = time.Time{}
+		d.T = time.Time{}
 	case time.Time:
-		d.t = x.UTC()
+		d.T = x.UTC()
 	case string:
 		return d.parse(x)
 	case []byte:
@@ -249,18 +273,34 @@ func (d *dbTime) Scan(v any) error {
 	return nil
 }
 
-func (d *dbTime) parse(s string) error {
+func (d *Time) parse(s string) error {
 	t, err := time.Parse(sqliteTime, s)
 	if err != nil {
 		return fmt.Errorf("timestamp column: %w", err)
 	}
-	d.t = t.UTC()
+	d.T = t.UTC()
 	return nil
 }
+
+// Ptr is the time as an optional field: nil for NULL.
+func (d Time) Ptr() *time.Time {
+	if !d.Valid {
+		return nil
+	}
+	t := d.T
+	return &t
+}
+
+// DBNow rounds a time the way both backends store it, so a value written
+// and read back compares equal to what the caller holds.
+func DBNow(t time.Time) time.Time { return dbNow(t) }
 
 // dbNow rounds a caller's time the way both backends store it, so a value
 // written and read back compares equal to what the caller holds.
 func dbNow(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
+
+// NullBytes stores an empty byte slice as NULL on both backends.
+func NullBytes(b []byte) any { return nullBytes(b) }
 
 // nullBytes stores an empty byte slice as NULL on both backends (modernc
 // would store a zero-length blob, pgx a NULL).

@@ -250,7 +250,7 @@ func (s *Idempotency) Begin(ctx context.Context, scope, key, fingerprint string,
 	}
 	now = dbNow(now)
 	token := rand.Text()
-	q, err := s.db.q()
+	q, err := s.db.Runner()
 	if err != nil {
 		return 0, Record{}, "", fmt.Errorf("idempotency begin: %w", err)
 	}
@@ -258,7 +258,7 @@ func (s *Idempotency) Begin(ctx context.Context, scope, key, fingerprint string,
 	// again; it cannot happen twice in a row in practice.
 	for range 3 {
 		out, rec, err := s.begin(ctx, q, scope, key, fingerprint, token, now, lease, retryUnknown)
-		if errors.Is(err, errNoRows) {
+		if errors.Is(err, ErrNoRows) {
 			continue
 		}
 		if err != nil {
@@ -277,9 +277,9 @@ func (s *Idempotency) Begin(ctx context.Context, scope, key, fingerprint string,
 // (Replay, Conflict, InFlight, Held) come from a plain read. Only a change
 // of an existing record (lease expiry, take-over) locks it, and decides
 // again on what it finds under the lock.
-func (s *Idempotency) begin(ctx context.Context, q querier, scope, key, fp, token string, now time.Time, lease time.Duration, retry bool) (Outcome, Record, error) {
+func (s *Idempotency) begin(ctx context.Context, q Runner, scope, key, fp, token string, now time.Time, lease time.Duration, retry bool) (Outcome, Record, error) {
 	leaseUntil := now.Add(lease)
-	n, err := q.exec(ctx, sqlInsert, scope, key, fp, token, leaseUntil, now)
+	n, err := q.Exec(ctx, sqlInsert, scope, key, fp, token, leaseUntil, now)
 	if err != nil {
 		return 0, Record{}, err
 	}
@@ -289,7 +289,7 @@ func (s *Idempotency) begin(ctx context.Context, q querier, scope, key, fp, toke
 			LeaseUntil: leaseUntil, Attempts: 1, CreatedAt: now, UpdatedAt: now,
 		}, nil
 	}
-	cur, err := scanRecord(q.queryRow(ctx, sqlGet, scope, key))
+	cur, err := scanRecord(q.QueryRow(ctx, sqlGet, scope, key))
 	if err != nil {
 		return 0, Record{}, err
 	}
@@ -298,21 +298,21 @@ func (s *Idempotency) begin(ctx context.Context, q querier, scope, key, fp, toke
 	}
 	var out Outcome
 	var rec Record
-	err = s.db.inTx(ctx, func(tx querier) error {
-		cur, err := scanRecord(tx.queryRow(ctx, sqlGet+s.db.forUpdate(), scope, key))
+	err = s.db.InTx(ctx, func(tx Runner) error {
+		cur, err := scanRecord(tx.QueryRow(ctx, sqlGet+s.db.forUpdate(), scope, key))
 		if err != nil {
 			return err
 		}
 		var expire, acquire bool
 		out, expire, acquire = decide(cur, fp, now, retry)
 		if expire {
-			if _, err := tx.exec(ctx, sqlExpire, scope, key, noteLeaseExpired, now); err != nil {
+			if _, err := tx.Exec(ctx, sqlExpire, scope, key, noteLeaseExpired, now); err != nil {
 				return err
 			}
 			cur = expired(cur, now)
 		}
 		if acquire {
-			if _, err := tx.exec(ctx, sqlAcquire, scope, key, fp, token, leaseUntil, now); err != nil {
+			if _, err := tx.Exec(ctx, sqlAcquire, scope, key, fp, token, leaseUntil, now); err != nil {
 				return err
 			}
 			cur.Fingerprint, cur.State, cur.LeaseUntil, cur.UpdatedAt = fp, StateInProgress, leaseUntil, now
@@ -391,11 +391,11 @@ func (s *Idempotency) finish(ctx context.Context, op, query, scope, key, token s
 	if token == "" {
 		return fmt.Errorf("idempotency %s: %w", op, ErrNotOwner)
 	}
-	q, err := s.db.q()
+	q, err := s.db.Runner()
 	if err != nil {
 		return fmt.Errorf("idempotency %s: %w", op, err)
 	}
-	n, err := q.exec(ctx, query, append([]any{scope, key, token}, args...)...)
+	n, err := q.Exec(ctx, query, append([]any{scope, key, token}, args...)...)
 	if err != nil {
 		return fmt.Errorf("idempotency %s: %w", op, err)
 	}
@@ -407,12 +407,12 @@ func (s *Idempotency) finish(ctx context.Context, op, query, scope, key, token s
 
 // Get returns the record, or ErrNotFound.
 func (s *Idempotency) Get(ctx context.Context, scope, key string) (Record, error) {
-	q, err := s.db.q()
+	q, err := s.db.Runner()
 	if err != nil {
 		return Record{}, fmt.Errorf("idempotency get: %w", err)
 	}
-	rec, err := scanRecord(q.queryRow(ctx, sqlGet, scope, key))
-	if errors.Is(err, errNoRows) {
+	rec, err := scanRecord(q.QueryRow(ctx, sqlGet, scope, key))
+	if errors.Is(err, ErrNoRows) {
 		return Record{}, ErrNotFound
 	}
 	if err != nil {
@@ -471,15 +471,15 @@ func (s *Idempotency) List(ctx context.Context, state State, limit int) ([]Recor
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	q, err := s.db.q()
+	q, err := s.db.Runner()
 	if err != nil {
 		return nil, fmt.Errorf("idempotency list: %w", err)
 	}
-	var rows rowIter
+	var rows Rows
 	if state == "" {
-		rows, err = q.query(ctx, sqlListAll, limit)
+		rows, err = q.Query(ctx, sqlListAll, limit)
 	} else {
-		rows, err = q.query(ctx, sqlList, string(state), limit)
+		rows, err = q.Query(ctx, sqlList, string(state), limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("idempotency list: %w", err)
@@ -517,9 +517,9 @@ func (s *Idempotency) Resolve(ctx context.Context, scope, key string, res Resolu
 	}
 	now = dbNow(now)
 	var rec Record
-	err := s.db.inTx(ctx, func(tx querier) error {
-		cur, err := scanRecord(tx.queryRow(ctx, sqlGet+s.db.forUpdate(), scope, key))
-		if errors.Is(err, errNoRows) {
+	err := s.db.InTx(ctx, func(tx Runner) error {
+		cur, err := scanRecord(tx.QueryRow(ctx, sqlGet+s.db.forUpdate(), scope, key))
+		if errors.Is(err, ErrNoRows) {
 			return ErrNotFound
 		}
 		if err != nil {
@@ -528,7 +528,7 @@ func (s *Idempotency) Resolve(ctx context.Context, scope, key string, res Resolu
 		if cur.State != StateUnknown && !leaseExpired(cur, now) {
 			return fmt.Errorf("%w (it is %s)", ErrNotUnknown, cur.State)
 		}
-		if _, err := tx.exec(ctx, sqlResolve, scope, key, string(res.State), nullBytes(reply), res.Note, now); err != nil {
+		if _, err := tx.Exec(ctx, sqlResolve, scope, key, string(res.State), nullBytes(reply), res.Note, now); err != nil {
 			return err
 		}
 		cur.State, cur.Reply, cur.LeaseUntil, cur.Note, cur.UpdatedAt = res.State, reply, time.Time{}, res.Note, now
@@ -547,11 +547,11 @@ func (s *Idempotency) Resolve(ctx context.Context, scope, key string, res Resolu
 // List(StateUnknown) even when the platform never resends. Run it with
 // Purge.
 func (s *Idempotency) ExpireLeases(ctx context.Context, now time.Time) (int64, error) {
-	q, err := s.db.q()
+	q, err := s.db.Runner()
 	if err != nil {
 		return 0, fmt.Errorf("idempotency expire leases: %w", err)
 	}
-	n, err := q.exec(ctx, sqlExpireAll, dbNow(now), noteLeaseExpired)
+	n, err := q.Exec(ctx, sqlExpireAll, dbNow(now), noteLeaseExpired)
 	if err != nil {
 		return 0, fmt.Errorf("idempotency expire leases: %w", err)
 	}
@@ -562,14 +562,14 @@ func (s *Idempotency) ExpireLeases(ctx context.Context, now time.Time) (int64, e
 // `before`, and returns how many. in_progress and unknown records are never
 // deleted, however old: they are work in progress or an operator's case.
 func (s *Idempotency) Purge(ctx context.Context, before time.Time) (int64, error) {
-	q, err := s.db.q()
+	q, err := s.db.Runner()
 	if err != nil {
 		return 0, fmt.Errorf("idempotency purge: %w", err)
 	}
 	before = dbNow(before)
 	var total int64
 	for {
-		n, err := q.exec(ctx, sqlPurge, before, purgeBatch)
+		n, err := q.Exec(ctx, sqlPurge, before, purgeBatch)
 		total += n
 		if err != nil {
 			return total, fmt.Errorf("idempotency purge: %w", err)
@@ -587,14 +587,14 @@ func checkKey(scope, key string) error {
 	return nil
 }
 
-func scanRecord(sc scanner) (Record, error) {
+func scanRecord(sc Scanner) (Record, error) {
 	var r Record
 	var state string
-	var lease, created, updated dbTime
+	var lease, created, updated Time
 	if err := sc.Scan(&r.Scope, &r.Key, &r.Fingerprint, &state, &r.Reply, &lease, &r.Attempts, &created, &updated, &r.Note); err != nil {
 		return Record{}, err
 	}
 	r.State = State(state)
-	r.LeaseUntil, r.CreatedAt, r.UpdatedAt = lease.t, created.t, updated.t
+	r.LeaseUntil, r.CreatedAt, r.UpdatedAt = lease.T, created.T, updated.T
 	return r, nil
 }

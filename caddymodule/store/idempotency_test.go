@@ -732,13 +732,13 @@ func testPurgeInBatches(t *testing.T, open func() *DB) {
 	ctx := context.Background()
 	const n = 2*purgeBatch + 34
 	// Written in one transaction: a thousand fsyncs would only slow the test.
-	err := s.db.inTx(ctx, func(q querier) error {
+	err := s.db.InTx(ctx, func(q Runner) error {
 		for i := range n {
-			if _, err := q.exec(ctx, sqlInsert, scope, fmt.Sprintf("k%04d", i), fpA, "tok", t0.Add(lease), t0); err != nil {
+			if _, err := q.Exec(ctx, sqlInsert, scope, fmt.Sprintf("k%04d", i), fpA, "tok", t0.Add(lease), t0); err != nil {
 				return err
 			}
 		}
-		_, err := q.exec(ctx, `UPDATE gongbao_idempotency SET state = 'completed', reply = $1`, []byte("r"))
+		_, err := q.Exec(ctx, `UPDATE gongbao_idempotency SET state = 'completed', reply = $1`, []byte("r"))
 		return err
 	})
 	must(t, err)
@@ -900,10 +900,10 @@ func raceLifecycle(t *testing.T, stores []*Idempotency) {
 // finish the record, and the API rightly never returns it after Begin.
 func ownerToken(t *testing.T, s *Idempotency, key string) string {
 	t.Helper()
-	q, err := s.db.q()
+	q, err := s.db.Runner()
 	must(t, err)
 	var tok string
-	must(t, q.queryRow(context.Background(), `SELECT owner FROM gongbao_idempotency WHERE scope = $1 AND key = $2`, scope, key).Scan(&tok))
+	must(t, q.QueryRow(context.Background(), `SELECT owner FROM gongbao_idempotency WHERE scope = $1 AND key = $2`, scope, key).Scan(&tok))
 	return tok
 }
 

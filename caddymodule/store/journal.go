@@ -105,12 +105,12 @@ func (j *Journal) Append(ctx context.Context, entries []JournalEntry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	return j.db.inTx(ctx, func(q querier) error {
+	return j.db.InTx(ctx, func(q Runner) error {
 		for _, e := range entries {
 			args := []any{dbNow(e.At), e.Message, e.RequestUUID, e.PolicyNo, e.ProposalNo, e.Outcome,
 				e.Duration.Microseconds(), e.CoreStatus, nullBytes(e.RequestXML), nullBytes(e.CoreRequest),
 				nullBytes(e.CoreReply), nullBytes(e.ReplyXML), e.Error}
-			if _, err := q.exec(ctx, `INSERT INTO gongbao_journal (`+journalColumns+`)
+			if _, err := q.Exec(ctx, `INSERT INTO gongbao_journal (`+journalColumns+`)
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`, args...); err != nil {
 				return err
 			}
@@ -139,11 +139,11 @@ func (j *Journal) Find(ctx context.Context, query JournalQuery) ([]JournalEntry,
 		limit = 100
 	}
 	limit = min(limit, 1000)
-	q, err := j.db.q()
+	q, err := j.db.Runner()
 	if err != nil {
 		return nil, err
 	}
-	rows, err := q.query(ctx, `SELECT id, `+journalColumns+` FROM gongbao_journal WHERE `+
+	rows, err := q.Query(ctx, `SELECT id, `+journalColumns+` FROM gongbao_journal WHERE `+
 		strings.Join(where, " AND ")+fmt.Sprintf(` ORDER BY id LIMIT %d`, limit), args...)
 	if err != nil {
 		return nil, err
@@ -152,13 +152,13 @@ func (j *Journal) Find(ctx context.Context, query JournalQuery) ([]JournalEntry,
 	var out []JournalEntry
 	for rows.Next() {
 		var e JournalEntry
-		var at dbTime
+		var at Time
 		var durUS int64
 		if err := rows.Scan(&e.ID, &at, &e.Message, &e.RequestUUID, &e.PolicyNo, &e.ProposalNo, &e.Outcome,
 			&durUS, &e.CoreStatus, &e.RequestXML, &e.CoreRequest, &e.CoreReply, &e.ReplyXML, &e.Error); err != nil {
 			return nil, err
 		}
-		e.At, e.Duration = at.t, time.Duration(durUS)*time.Microsecond
+		e.At, e.Duration = at.T, time.Duration(durUS)*time.Microsecond
 		out = append(out, e)
 	}
 	return out, rows.Err()
@@ -167,11 +167,11 @@ func (j *Journal) Find(ctx context.Context, query JournalQuery) ([]JournalEntry,
 // PurgeBodies drops the bodies of entries older than before, keeping the
 // entries themselves (who, what, when, outcome).
 func (j *Journal) PurgeBodies(ctx context.Context, before time.Time) (int64, error) {
-	q, err := j.db.q()
+	q, err := j.db.Runner()
 	if err != nil {
 		return 0, err
 	}
-	return q.exec(ctx, `UPDATE gongbao_journal
+	return q.Exec(ctx, `UPDATE gongbao_journal
 		SET request_xml = NULL, core_request = NULL, core_reply = NULL, reply_xml = NULL
 		WHERE at < $1 AND (request_xml IS NOT NULL OR core_request IS NOT NULL OR core_reply IS NOT NULL OR reply_xml IS NOT NULL)`,
 		dbNow(before))
@@ -179,9 +179,9 @@ func (j *Journal) PurgeBodies(ctx context.Context, before time.Time) (int64, err
 
 // Purge deletes entries older than before.
 func (j *Journal) Purge(ctx context.Context, before time.Time) (int64, error) {
-	q, err := j.db.q()
+	q, err := j.db.Runner()
 	if err != nil {
 		return 0, err
 	}
-	return q.exec(ctx, `DELETE FROM gongbao_journal WHERE at < $1`, dbNow(before))
+	return q.Exec(ctx, `DELETE FROM gongbao_journal WHERE at < $1`, dbNow(before))
 }

@@ -85,15 +85,15 @@ func (db *DB) migrate(ctx context.Context, steps []migration) error {
 	if done, err := db.appliedAll(ctx, steps); err == nil && done {
 		return nil
 	}
-	return db.inTx(ctx, func(q querier) error {
+	return db.InTx(ctx, func(q Runner) error {
 		create := createMigrationsSQLite
 		if db.Pool != nil {
 			create = createMigrationsPostgres
-			if _, err := q.exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockKey)); err != nil {
+			if _, err := q.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(migrationLockKey)); err != nil {
 				return err
 			}
 		}
-		if _, err := q.exec(ctx, create); err != nil {
+		if _, err := q.Exec(ctx, create); err != nil {
 			return err
 		}
 		for _, m := range steps {
@@ -108,14 +108,14 @@ func (db *DB) migrate(ctx context.Context, steps []migration) error {
 // appliedAll reports whether every step is already recorded. An error
 // (typically: no migrations table yet) means "migrate to find out".
 func (db *DB) appliedAll(ctx context.Context, steps []migration) (bool, error) {
-	q, err := db.q()
+	q, err := db.Runner()
 	if err != nil {
 		return false, err
 	}
 	for _, m := range steps {
 		var id string
-		err := q.queryRow(ctx, `SELECT id FROM gongbao_migrations WHERE id = $1`, m.id).Scan(&id)
-		if errors.Is(err, errNoRows) {
+		err := q.QueryRow(ctx, `SELECT id FROM gongbao_migrations WHERE id = $1`, m.id).Scan(&id)
+		if errors.Is(err, ErrNoRows) {
 			return false, nil
 		}
 		if err != nil {
@@ -125,13 +125,13 @@ func (db *DB) appliedAll(ctx context.Context, steps []migration) (bool, error) {
 	return true, nil
 }
 
-func (db *DB) applyStep(ctx context.Context, q querier, m migration) error {
+func (db *DB) applyStep(ctx context.Context, q Runner, m migration) error {
 	var id string
-	err := q.queryRow(ctx, `SELECT id FROM gongbao_migrations WHERE id = $1`, m.id).Scan(&id)
+	err := q.QueryRow(ctx, `SELECT id FROM gongbao_migrations WHERE id = $1`, m.id).Scan(&id)
 	if err == nil {
 		return nil // applied, by us earlier or by another instance
 	}
-	if !errors.Is(err, errNoRows) {
+	if !errors.Is(err, ErrNoRows) {
 		return err
 	}
 	stmts := m.sqlite
@@ -139,10 +139,10 @@ func (db *DB) applyStep(ctx context.Context, q querier, m migration) error {
 		stmts = m.postgres
 	}
 	for _, s := range stmts {
-		if _, err := q.exec(ctx, s); err != nil {
+		if _, err := q.Exec(ctx, s); err != nil {
 			return err
 		}
 	}
-	_, err = q.exec(ctx, `INSERT INTO gongbao_migrations (id) VALUES ($1)`, m.id)
+	_, err = q.Exec(ctx, `INSERT INTO gongbao_migrations (id) VALUES ($1)`, m.id)
 	return err
 }

@@ -152,9 +152,9 @@ func TestPostgresPurgeSparesRecordTakenOver(t *testing.T) {
 	must(t, err)
 	defer tx.Rollback(ctx) //nolint:errcheck
 	q := pgQuerier{tx}
-	_, err = scanRecord(q.queryRow(ctx, sqlGet+db.forUpdate(), scope, "k1"))
+	_, err = scanRecord(q.QueryRow(ctx, sqlGet+db.forUpdate(), scope, "k1"))
 	must(t, err)
-	_, err = q.exec(ctx, sqlAcquire, scope, "k1", fpA, "second-owner", t0.Add(time.Hour+lease), t0.Add(time.Hour))
+	_, err = q.Exec(ctx, sqlAcquire, scope, "k1", fpA, "second-owner", t0.Add(time.Hour+lease), t0.Add(time.Hour))
 	must(t, err)
 	var pid int
 	must(t, tx.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid))

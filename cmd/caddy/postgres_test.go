@@ -4,66 +4,24 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+	"github.com/caddy-gongbao/gongbao/caddymodule/store/storetest"
 )
 
-// defaultPostgresDSN is the development and CI server (TOOLCHAIN.md).
-const defaultPostgresDSN = "postgres://root@127.0.0.1:5432/test?sslmode=disable"
+// postgresDSN is the test server (storetest.DSN): skipped when it cannot
+// be reached, a failure in CI.
+func postgresDSN(t testing.TB) string { return storetest.DSN(t) }
 
-// postgresDSN is the server the PostgreSQL tests use: GONGBAO_TEST_POSTGRES
-// or the default. The tests skip when it cannot be reached, unless
-// GONGBAO_REQUIRE_POSTGRES=1 (CI), where that is a failure.
-func postgresDSN(t testing.TB) string {
-	t.Helper()
-	dsn := os.Getenv("GONGBAO_TEST_POSTGRES")
-	if dsn == "" {
-		dsn = defaultPostgresDSN
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err == nil {
-		err = conn.Ping(ctx)
-		conn.Close(ctx)
-	}
-	if err != nil {
-		msg := fmt.Sprintf("PostgreSQL is not reachable (set GONGBAO_TEST_POSTGRES to a DSN): %v", err)
-		if os.Getenv("GONGBAO_REQUIRE_POSTGRES") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return dsn
-}
-
-// freshSchema names a schema no other test uses. The sidecars create it;
-// it is dropped with everything in it at the end of the test, after the
-// sidecars were killed (cleanups run last-registered first, and this one
-// is registered before any sidecar starts).
+// freshSchema names a schema no other test uses, dropped at the end of the
+// test after the sidecars were killed (it is registered before any
+// sidecar starts).
 func freshSchema(t testing.TB, dsn string) string {
-	t.Helper()
-	schema := "gongbao_proc_" + strings.ReplaceAll(protocol.NewUUID()[:13], "-", "_")
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, dsn)
-		if err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-			return
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE"); err != nil {
-			t.Errorf("dropping schema %s: %v", schema, err)
-		}
-	})
-	return schema
+	return storetest.FreshSchema(t, dsn, "gongbao_proc")
 }
 
 // postgresStore is the gongbao `store` line for dsn and schema.
