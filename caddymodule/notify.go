@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -161,7 +162,11 @@ func (h *NotifyHandler) accept(r *http.Request, event string) (delivery.Delivery
 		return delivery.Delivery{}, false, eventMappingError(err)
 	}
 	uuid := protocol.NewUUID()
-	d, created, err := h.app.store.deliveries.engine.Enqueue(r.Context(), delivery.NewDelivery{
+	// Bounded like every store call on a request path: a stalled store
+	// must still let the core get its 503 and resend.
+	ctx, cancel := context.WithTimeout(r.Context(), enqueueTimeout)
+	defer cancel()
+	d, created, err := h.app.store.deliveries.engine.Enqueue(ctx, delivery.NewDelivery{
 		Event:          event,
 		Callback:       m.Callback,
 		ReplyRoot:      m.ReplyRoot,
@@ -171,11 +176,14 @@ func (h *NotifyHandler) accept(r *http.Request, event string) (delivery.Delivery
 		OrderKey:       orderKey,
 		Body:           protocol.BuildRequest(m.Callback, uuid, elements, h.app.signKey),
 	})
-	if errors.Is(err, store.ErrUnavailable) {
+	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		return d, false, &notifyError{status: http.StatusServiceUnavailable, reason: "store_unavailable", message: "the event was not stored; retry later", cause: err}
 	}
 	return d, created, err
 }
+
+// enqueueTimeout bounds the durable write of an event.
+const enqueueTimeout = 5 * time.Second
 
 // eventMappingError turns a mapping failure into a 400 naming the field.
 func eventMappingError(err error) error {

@@ -78,12 +78,17 @@ type eventAnswer struct {
 	RequestUUID string `json:"requestUUID"`
 }
 
+// paidEvent is the n-th policy-paid event of a test, for policy prefix-n.
+func paidEvent(prefix string, n int) string {
+	return fmt.Sprintf(`{"eventId":"evt-%d","policyNo":"%s-%04d","proposalNo":"TB-%04d","payType":"3",`+
+		`"paidAt":"2026-11-27T10:00:00+08:00","policyUrl":"http://core.example/p/%d.pdf"}`, n, prefix, n, n, n)
+}
+
 // postEventUntilAccepted posts one event as a core would: again and again
 // (same Idempotency-Key) until it gets a 2xx, across sidecar restarts.
-func postEventUntilAccepted(t *testing.T, s *sidecar, n int, bound time.Duration) eventAnswer {
+func postEventUntilAccepted(t *testing.T, s *sidecar, prefix string, n int, bound time.Duration) eventAnswer {
 	t.Helper()
-	body := fmt.Sprintf(`{"eventId":"evt-%d","policyNo":"BD-KILL-%04d","proposalNo":"TB-%04d","payType":"3",`+
-		`"paidAt":"2026-11-27T10:00:00+08:00","policyUrl":"http://core.example/p/%d.pdf"}`, n, n, n, n)
+	body := paidEvent(prefix, n)
 	client := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(bound)
 	for {
@@ -131,7 +136,7 @@ func TestKillWhileEventsArrive(t *testing.T) {
 		if n > 0 && n%(events/(kills+1)) == 0 {
 			s.Restart() // SIGKILL, then start again on the same store
 		}
-		answers[n] = postEventUntilAccepted(t, s, n, 60*time.Second)
+		answers[n] = postEventUntilAccepted(t, s, "BD-KILL", n, 60*time.Second)
 	}
 
 	deadline := time.Now().Add(120 * time.Second)
@@ -157,4 +162,74 @@ func TestKillWhileEventsArrive(t *testing.T) {
 		t.Errorf("%d callbacks did not verify", platform.badSig)
 	}
 	t.Logf("%d events, %d kills, %d callback posts received", events, kills, platform.posts)
+}
+
+// postEventOnce posts event n once and returns the status and body.
+func postEventOnce(t *testing.T, s *sidecar, n int) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/events/policy-paid", s.HTTPPort), strings.NewReader(paidEvent("BD-DOWN", n)))
+	req.Header.Set("Idempotency-Key", fmt.Sprintf("evt-%d", n))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("event %d: %v", n, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(data)
+}
+
+// TestEventsStoreDownAndStalled: when the store is down or stalls, the
+// core gets a 503 (promptly) for every event, never a 2xx; nothing is left
+// half-written; the same events are accepted and delivered once the store
+// is back.
+func TestEventsStoreDownAndStalled(t *testing.T) {
+	dsn := postgresDSN(t)
+	proxy := startProxy(t, postgresHost(t, dsn))
+	schema := freshSchema(t, dsn)
+	platform := startPlatform(t)
+	core := startCore(t)
+	s := startSidecar(t, "sidecar", sidecarConfig{
+		Core: core.Addr(),
+		Gongbao: postgresStore(withHost(dsn, proxy.Addr()), schema) +
+			fmt.Sprintf("\n\t\tcallbacks {\n\t\t\tbase %s\n\t\t\tpoll_interval 100ms\n\t\t}", platform.srv.URL),
+		Site: "handle /events/* {\n\t\tgongbao_notify\n\t}",
+	})
+	if status, body := postEventOnce(t, s, 0); status != http.StatusAccepted {
+		t.Fatalf("with the store up: %d %s", status, body)
+	}
+
+	for _, fault := range []struct {
+		name       string
+		down, back func()
+	}{{"down", proxy.Down, proxy.Up}, {"stalled", proxy.Stall, proxy.Resume}} {
+		fault.down()
+		for n := 1; n <= 3; n++ {
+			start := time.Now()
+			status, body := postEventOnce(t, s, n)
+			if status != http.StatusServiceUnavailable || !strings.Contains(body, "store_unavailable") {
+				t.Errorf("store %s, event %d: %d %s, want 503 store_unavailable", fault.name, n, status, body)
+			}
+			if took := time.Since(start); took > 15*time.Second {
+				t.Errorf("store %s, event %d: the answer took %s", fault.name, n, took)
+			}
+		}
+		fault.back()
+	}
+	// Nothing was half-written: none of the refused events is in the store
+	// (River's job table is written in the same transaction).
+	if rows := countRows(t, dsn, schema, "gongbao_deliveries", "true"); rows != 1 {
+		t.Errorf("%d deliveries stored, want only the one accepted before the outage", rows)
+	}
+	// The core resends until accepted; every event is then delivered once.
+	for n := 1; n <= 3; n++ {
+		postEventUntilAccepted(t, s, "BD-DOWN", n, 30*time.Second)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(platform.delivered()) < 4 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := len(platform.delivered()); got != 4 {
+		t.Errorf("%d events delivered, want 4", got)
+	}
 }

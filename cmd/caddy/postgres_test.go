@@ -58,6 +58,13 @@ func withHost(dsn, hostport string) string {
 // from PostgreSQL rather than through a sidecar.
 func countRecords(t testing.TB, dsn, schema, key string) int {
 	t.Helper()
+	return countRows(t, dsn, schema, "gongbao_idempotency", "key = $1", key)
+}
+
+// countRows counts the rows of table in schema that match where, read
+// straight from PostgreSQL rather than through a sidecar.
+func countRows(t testing.TB, dsn, schema, table, where string, args ...any) int {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := pgx.Connect(ctx, dsn)
@@ -66,9 +73,9 @@ func countRecords(t testing.TB, dsn, schema, key string) int {
 	}
 	defer conn.Close(ctx)
 	var n int
-	q := "SELECT count(*) FROM " + pgx.Identifier{schema, "gongbao_idempotency"}.Sanitize() + " WHERE key = $1"
-	if err := conn.QueryRow(ctx, q, key).Scan(&n); err != nil {
-		t.Fatalf("counting records: %v", err)
+	q := "SELECT count(*) FROM " + pgx.Identifier{schema, table}.Sanitize() + " WHERE " + where
+	if err := conn.QueryRow(ctx, q, args...).Scan(&n); err != nil {
+		t.Fatalf("counting %s: %v", table, err)
 	}
 	return n
 }
