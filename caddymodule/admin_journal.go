@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/caddy-gongbao/gongbao/caddymodule/delivery"
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
 )
 
@@ -17,7 +18,9 @@ type journalEntryJSON struct {
 }
 
 // findJournal: GET /gongbao/journal?request_uuid=…|policy_no=…|proposal_no=…
-// returns the platform exchanges that match, oldest first.
+// returns the platform exchanges that match and the callbacks that match
+// (by their requestUUID, or the policy number), each with every body and
+// attempt, oldest first: the evidence of what was exchanged when.
 func (a *App) findJournal(w http.ResponseWriter, r *http.Request) error {
 	if a.store == nil || a.Journal.Disabled {
 		return adminError(http.StatusConflict, "the journal is off")
@@ -34,11 +37,22 @@ func (a *App) findJournal(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := struct {
 		Exchanges []journalEntryJSON `json:"exchanges"`
-	}{Exchanges: make([]journalEntryJSON, 0, len(entries))}
+		Callbacks []deliveryJSON     `json:"callbacks"`
+	}{Exchanges: make([]journalEntryJSON, 0, len(entries)), Callbacks: []deliveryJSON{}}
 	for _, e := range entries {
 		out.Exchanges = append(out.Exchanges, journalEntryJSON{JournalEntry: e,
 			RequestXML: string(e.RequestXML), CoreRequest: string(e.CoreRequest),
 			CoreReply: string(e.CoreReply), ReplyXML: string(e.ReplyXML)})
+	}
+	if query.RequestUUID != "" || query.PolicyNo != "" {
+		callbacks, err := a.store.deliveries.engine.Find(r.Context(),
+			delivery.FindOptions{RequestUUID: query.RequestUUID, OrderKey: query.PolicyNo, Limit: query.Limit})
+		if err != nil {
+			return deliveryAdminError(err)
+		}
+		for _, d := range callbacks {
+			out.Callbacks = append(out.Callbacks, toDeliveryJSON(d))
+		}
 	}
 	return writeJSON(w, http.StatusOK, out)
 }

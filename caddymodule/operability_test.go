@@ -5,20 +5,28 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
 )
 
 // TestJournal: an exchange is found by requestUUID, proposal number and
 // policy number, with every body: what the platform sent, what the core
-// was asked and answered, and what we replied.
+// was asked and answered, and what we replied; the policy's delivered
+// callback is found with it, with every attempt.
 func TestJournal(t *testing.T) {
-	fx := startCore(t)
-	tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""))
+	platform := startPlatform(t)
+	fx := &coreFixture{}
+	fx.srv = httptest.NewServer(http.HandlerFunc(fx.serve))
+	fx.core = core.New(core.Config{PublicURL: fx.srv.URL, EventsURL: "http://localhost:9081"})
+	t.Cleanup(func() { fx.srv.Close(); fx.core.Close() })
+	tester := startSidecar(t, callbackConfig(t, fx.srv.Listener.Addr().String(), platform.srv.URL))
 	insure := insureSample(t, testKey)
 	reply, replyRaw := post(t, tester, sidecarURL, insure)
 	proposalNo := text(reply, "proposalNo")
@@ -70,6 +78,42 @@ func TestJournal(t *testing.T) {
 	byPolicy := find("policy_no=" + policyNo)
 	if len(byPolicy) != 2 || byPolicy[0].Outcome != "ok" || byPolicy[1].Outcome != "bad_signature" || byPolicy[1].RequestXML != string(badSign) {
 		t.Errorf("by policy number: %+v", byPolicy)
+	}
+
+	// The payment callback, once delivered, is in the journal too.
+	platform.waitFor(t, 1)
+	_, raw := platform.callbacks()
+	callbackUUID := between(string(raw[0]), "<requestUUID>", "</requestUUID>")
+	type callback struct {
+		RequestUUID string `json:"request_uuid"`
+		State       string `json:"state"`
+		Body        string `json:"body"`
+		Attempts    []struct {
+			Outcome    string `json:"outcome"`
+			HTTPStatus int    `json:"http_status"`
+			Reply      string `json:"reply"`
+		} `json:"attempts"`
+	}
+	var journal struct {
+		Callbacks []callback `json:"callbacks"`
+	}
+	for range 200 {
+		adminJSON(t, http.MethodGet, "/gongbao/journal?policy_no="+policyNo, "", http.StatusOK, &journal)
+		if len(journal.Callbacks) == 1 && journal.Callbacks[0].State == "delivered" {
+			break
+		}
+	}
+	if len(journal.Callbacks) != 1 {
+		t.Fatalf("callbacks by policy number: %+v", journal.Callbacks)
+	}
+	cb := journal.Callbacks[0]
+	if cb.RequestUUID != callbackUUID || cb.Body != string(raw[0]) || len(cb.Attempts) != 1 ||
+		cb.Attempts[0].Outcome != "accepted" || !strings.Contains(cb.Attempts[0].Reply, "queryPolicyResponse") {
+		t.Errorf("the callback in the journal lacks what was sent and answered: %+v", cb)
+	}
+	adminJSON(t, http.MethodGet, "/gongbao/journal?request_uuid="+callbackUUID, "", http.StatusOK, &journal)
+	if len(journal.Callbacks) != 1 || journal.Callbacks[0].RequestUUID != callbackUUID {
+		t.Errorf("callback by requestUUID: %+v", journal.Callbacks)
 	}
 }
 

@@ -627,3 +627,32 @@ func TestCrashedAttemptRescued(t *testing.T) {
 		}
 	})
 }
+
+// TestFind: the journal finds a callback by its requestUUID and a policy's
+// callbacks by order key, each with its body and attempts.
+func TestFind(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b backend) {
+		env := newTestEnv(t, b)
+		first := env.enqueue(env.newDelivery("find-1", "P-1"))
+		second := env.enqueue(env.newDelivery("find-2", "P-1"))
+		other := env.enqueue(env.newDelivery("find-3", "P-2"))
+		for _, d := range []Delivery{first, second, other} {
+			env.waitState(d.ID, StateDelivered, 20*time.Second)
+		}
+		ctx := context.Background()
+		byPolicy, err := env.e.Find(ctx, FindOptions{OrderKey: "P-1"})
+		if err != nil || len(byPolicy) != 2 || byPolicy[0].ID != first.ID || byPolicy[1].ID != second.ID {
+			t.Fatalf("by order key: %v %+v", err, byPolicy)
+		}
+		if len(byPolicy[0].Attempts) != 1 || !bytes.Equal(byPolicy[0].Body, first.Body) {
+			t.Errorf("found delivery lacks its body or attempts: %+v", byPolicy[0])
+		}
+		byUUID, err := env.e.Find(ctx, FindOptions{RequestUUID: other.RequestUUID})
+		if err != nil || len(byUUID) != 1 || byUUID[0].ID != other.ID {
+			t.Fatalf("by requestUUID: %v %+v", err, byUUID)
+		}
+		if _, err := env.e.Find(ctx, FindOptions{}); !errors.Is(err, ErrInvalid) {
+			t.Errorf("an empty find: %v, want ErrInvalid", err)
+		}
+	})
+}

@@ -137,6 +137,54 @@ func (e *Engine) Get(ctx context.Context, id int64) (Delivery, error) {
 	return *d, nil
 }
 
+// FindOptions selects deliveries for Find: every non-empty field must match.
+type FindOptions struct {
+	RequestUUID string // the callback's requestUUID
+	OrderKey    string // the policy number (order key)
+	Limit       int    // default 50, at most 1000
+}
+
+// Find returns the matching deliveries with their bodies and every
+// attempt, oldest first: the callback side of the message journal.
+func (e *Engine) Find(ctx context.Context, opt FindOptions) ([]Delivery, error) {
+	if opt.RequestUUID == "" && opt.OrderKey == "" {
+		return nil, fmt.Errorf("%w: find needs a requestUUID or an order key", ErrInvalid)
+	}
+	limit := opt.Limit
+	if limit <= 0 {
+		limit = 50
+	}
+	limit = min(limit, 1000)
+	rows, err := e.q.pool().Query(ctx, `SELECT id FROM gongbao_deliveries
+		WHERE ($1 = '' OR request_uuid = $1) AND ($2 = '' OR order_key = $2) ORDER BY id LIMIT $3`,
+		opt.RequestUUID, opt.OrderKey, limit)
+	if err != nil {
+		return nil, fmt.Errorf("delivery: find: %w", err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("delivery: find: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("delivery: find: %w", err)
+	}
+	out := make([]Delivery, 0, len(ids))
+	for _, id := range ids {
+		d, err := e.Get(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
 // List returns deliveries in id order, without bodies or attempts, and the
 // cursor of the next page (0 when this page is the last).
 func (e *Engine) List(ctx context.Context, opt ListOptions) ([]Delivery, int64, error) {

@@ -63,6 +63,10 @@ var sqliteDialect = dialect{
 			error          TEXT    NOT NULL DEFAULT '',
 			PRIMARY KEY (delivery_id, n)
 		)`,
+		// Journal look-ups: a callback by its requestUUID, a policy's
+		// callbacks by the order key (the policy number).
+		`CREATE INDEX IF NOT EXISTS gongbao_deliveries_request_uuid ON gongbao_deliveries (request_uuid)`,
+		`CREATE INDEX IF NOT EXISTS gongbao_deliveries_order_key_all ON gongbao_deliveries (order_key, id)`,
 	},
 }
 
@@ -106,5 +110,9 @@ var postgresDialect = dialect{
 			error          TEXT        NOT NULL DEFAULT '',
 			PRIMARY KEY (delivery_id, n)
 		)`,
+		// Journal look-ups: a callback by its requestUUID, a policy's
+		// callbacks by the order key (the policy number).
+		`CREATE INDEX IF NOT EXISTS gongbao_deliveries_request_uuid ON gongbao_deliveries (request_uuid)`,
+		`CREATE INDEX IF NOT EXISTS gongbao_deliveries_order_key_all ON gongbao_deliveries (order_key, id)`,
 	},
 }
