@@ -277,28 +277,39 @@ const housekeepEvery = 10 * time.Minute
 
 func (a *App) housekeep(ctx context.Context) {
 	defer close(a.done)
-	ticker := time.NewTicker(housekeepEvery)
-	defer ticker.Stop()
+	// The first pass waits a little: a config replaced at once (a quick
+	// reload) should not start a pass only to cancel it.
+	timer := time.NewTimer(housekeepFirstDelay)
+	defer timer.Stop()
 	for {
-		a.housekeepOnce(ctx, time.Now())
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case <-timer.C:
 		}
+		a.housekeepOnce(ctx, time.Now())
+		timer.Reset(housekeepEvery)
 	}
 }
 
+// housekeepFirstDelay is the wait before the first housekeeping pass.
+const housekeepFirstDelay = 30 * time.Second
+
 // housekeepOnce turns expired leases into unknown records (so operators
 // see them) and purges idempotency records and journal entries past
-// retention.
+// retention. A pass cut short by a config change is not an error.
 func (a *App) housekeepOnce(ctx context.Context, now time.Time) {
+	warn := func(msg string, err error) {
+		if ctx.Err() == nil {
+			a.logger.Warn(msg, zap.Error(err))
+		}
+	}
 	if j := a.store.journal; j != nil {
 		if _, err := j.journal.PurgeBodies(ctx, now.Add(-time.Duration(a.Journal.BodyRetention))); err != nil {
-			a.logger.Warn("purging journal bodies", zap.Error(err))
+			warn("purging journal bodies", err)
 		}
 		if _, err := j.journal.Purge(ctx, now.Add(-time.Duration(a.Journal.Retention))); err != nil {
-			a.logger.Warn("purging the journal", zap.Error(err))
+			warn("purging the journal", err)
 		}
 	}
 	idem := a.idem
@@ -306,13 +317,13 @@ func (a *App) housekeepOnce(ctx context.Context, now time.Time) {
 		return
 	}
 	if n, err := idem.ExpireLeases(ctx, now); err != nil {
-		a.logger.Warn("expiring idempotency leases", zap.Error(err))
+		warn("expiring idempotency leases", err)
 	} else if n > 0 {
 		a.logger.Warn("requests whose outcome is unknown", zap.Int64("count", n))
 	}
 	cutoff := now.Add(-time.Duration(a.Idempotency.Retention))
 	if _, err := idem.Purge(ctx, cutoff); err != nil {
-		a.logger.Warn("purging idempotency records", zap.Error(err))
+		warn("purging idempotency records", err)
 	}
 }
 

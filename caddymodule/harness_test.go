@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
@@ -137,7 +138,12 @@ func startSidecar(t *testing.T, cfg string) *caddytest.Tester {
 			t.Error("caddytest skipped the test: Caddy did not start (run without -short and without -trimpath)")
 		}
 	})
-	tester := caddytest.NewTester(t)
+	// A load stops the previous config (its callback engine included),
+	// which takes longer than caddytest's 5 s default on a busy machine.
+	tester := caddytest.NewTester(t).WithDefaultOverrides(caddytest.Config{
+		LoadRequestTimeout: 30 * time.Second,
+		TestRequestTimeout: 30 * time.Second,
+	})
 	tester.InitServer(cfg, "caddyfile")
 	return tester
 }

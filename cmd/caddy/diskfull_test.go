@@ -1,0 +1,155 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+)
+
+// Disk full on the embedded store (issue 7, item 5). File permissions do
+// not stop root, so the SQLite file lives on a small tmpfs of its own that
+// the test fills to capacity and frees again.
+
+// smallFS mounts a tmpfs of size at a fresh folder and unmounts it at the
+// end of the test, after the sidecars (register it before starting them).
+// The test is skipped where mounting is not allowed.
+func smallFS(t *testing.T, size string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "small")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a small tmpfs (needs root or CAP_SYS_ADMIN): %v %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("umount", dir).CombinedOutput(); err != nil {
+			t.Errorf("umount %s: %v %s", dir, err, out)
+		}
+	})
+	return dir
+}
+
+// fillFS writes a file in dir until the file system refuses more, and
+// returns it; removing it frees the space.
+func fillFS(t *testing.T, dir string) string {
+	t.Helper()
+	path := filepath.Join(dir, "filler")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, size := range []int{1 << 20, 64 << 10, 4 << 10, 512, 1} {
+		chunk := make([]byte, size)
+		for {
+			if _, err := f.Write(chunk); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatalf("filling %s: %v", dir, err)
+				}
+				break
+			}
+		}
+	}
+	return path
+}
+
+// TestStoreDiskFull: with the SQLite store's file system full, a new
+// platform request is refused with a signed 系统繁忙 (retry later) and the
+// core is not called; an event gets a non-2xx, so the core keeps it. Once
+// space returns, the platform's resend is accepted with exactly one core
+// call, the event is accepted and its callback delivered.
+func TestStoreDiskFull(t *testing.T) {
+	dir := smallFS(t, "16m")
+	platform := startPlatform(t)
+	c := startCore(t)
+	s := startSidecar(t, "sidecar", sidecarConfig{
+		Gongbao: fmt.Sprintf("store sqlite %s\n\t\tcallbacks {\n\t\t\tbase %s\n\t\t\tpoll_interval 100ms\n\t\t\tattempt_timeout 2s\n\t\t\trescue_after 15s\n\t\t}",
+			filepath.Join(dir, "gongbao.db"), platform.srv.URL),
+		Site: reloadSite(c.Addr(), 0),
+	})
+	// The healthy path first.
+	before, _ := newMessage(t, "insureRequest.xml")
+	env, _ := s.Post(t, before)
+	assertAccepted(t, env)
+	postEventUntilAccepted(t, s, "BD-FULL", 0, 20*time.Second)
+
+	filler := fillFS(t, dir)
+	msg, id := newMessage(t, "insureRequest.xml")
+	for attempt := 1; attempt <= 3; attempt++ {
+		start := time.Now()
+		env, _ := s.Post(t, msg)
+		assertRefused(t, env, msgBusy)
+		if took := time.Since(start); took > 15*time.Second {
+			t.Errorf("attempt %d: the refusal took %s", attempt, took)
+		}
+	}
+	if calls := c.Calls(id); len(calls) != 0 {
+		t.Errorf("the core was called with the disk full: %+v", calls)
+	}
+	for n := 1; n <= 2; n++ {
+		status, body := postEventStatus(t, s, "BD-FULL", n)
+		if status/100 == 2 {
+			t.Errorf("event %d accepted with the disk full: %d %s", n, status, body)
+		}
+		t.Logf("event %d with the disk full: %d %s", n, status, strings.Join(strings.Fields(body), " "))
+	}
+	// Reads still work: the operator can look at the store.
+	if status, body, err := s.Admin(http.MethodGet, "/gongbao/requests?limit=1", nil); err != nil || status != http.StatusOK {
+		t.Errorf("admin API with the disk full: %d %v %s", status, err, body)
+	}
+
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	env, _ = s.PostUntil(t, msg, settleBound, msgBusy)
+	assertAccepted(t, env)
+	s.WaitState(t, id, "completed", 5*time.Second)
+	if acted := actedCalls(c.Calls(id)); acted != 1 {
+		t.Errorf("the core acted %d times after the space returned (calls %+v)", acted, c.Calls(id))
+	}
+	if n := c.Effects(core.OpProposals); n != 2 {
+		t.Errorf("the core made %d proposals, want 2", n)
+	}
+	answers := map[int]eventAnswer{}
+	for n := 1; n <= 2; n++ {
+		answers[n] = postEventUntilAccepted(t, s, "BD-FULL", n, 20*time.Second)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for len(platform.delivered()) < 3 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond) // polling the platform
+	}
+	got := platform.delivered()
+	for n, a := range answers {
+		uuids := got[fmt.Sprintf("BD-FULL-%04d", n)]
+		if len(uuids) != 1 || uuids[0] != a.RequestUUID {
+			t.Errorf("event %d: the platform saw %v, want only %s", n, uuids, a.RequestUUID)
+		}
+	}
+	faultsInjected.Add(1)
+}
+
+// postEventStatus posts event n of prefix once and returns the answer.
+func postEventStatus(t *testing.T, s *sidecar, prefix string, n int) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/events/policy-paid", s.HTTPPort), strings.NewReader(paidEvent(prefix, n)))
+	req.Header.Set("Idempotency-Key", fmt.Sprintf("evt-%d", n))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("event %d: %v", n, err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(data)
+}
