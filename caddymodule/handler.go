@@ -85,6 +85,7 @@ type exchange struct {
 	coreStatus  int
 	coreTime    time.Duration
 	outcome     string // bounded label for logs and metrics
+	vars        mapping.Vars
 	errText     string // the failure, for the journal
 
 	// For the journal.
@@ -118,6 +119,9 @@ func (h *Handler) process(x *exchange, r *http.Request, next caddyhttp.Handler) 
 	if err != nil {
 		return nil, err
 	}
+	// Nothing reads the parsed tree past the claim (the exchange keeps
+	// copied strings), so its nodes go back to the parser's pool.
+	defer env.Release()
 	if h.app.idem == nil {
 		return h.exchangeWithCore(x, r, next, coreBody)
 	}
@@ -150,7 +154,8 @@ func (h *Handler) admit(x *exchange, r *http.Request) (*protocol.Envelope, []byt
 	if err := h.verify(env); err != nil {
 		return nil, nil, err
 	}
-	coreBody, err := x.mapping.Request.XMLToJSON(env.Body, h.vars())
+	x.vars = h.vars()
+	coreBody, err := x.mapping.Request.XMLToJSON(env.Body, x.vars)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -165,7 +170,7 @@ func (h *Handler) exchangeWithCore(x *exchange, r *http.Request, next caddyhttp.
 	if err != nil {
 		return nil, err
 	}
-	elements, err := x.mapping.Reply.JSONToXML(answer, h.vars())
+	elements, err := x.mapping.Reply.JSONToXML(answer, x.vars)
 	if err != nil {
 		return nil, coreError{kind: coreInvalid, status: x.coreStatus, cause: err}
 	}
@@ -197,7 +202,7 @@ func (h *Handler) verify(env *protocol.Envelope) error {
 	if env.Sign == "" {
 		return errSignature{missing: true}
 	}
-	if _, ok := protocol.VerifyAny(env.SignedValue(), env.Sign, h.app.verifyKeys); !ok {
+	if _, ok := env.Verify(h.app.verifyKeys); !ok {
 		return errSignature{}
 	}
 	return nil

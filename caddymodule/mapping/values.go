@@ -346,7 +346,66 @@ func (d decimalText) appendJSON(buf []byte, scale int, quoted bool) []byte {
 // appendJSONString writes s as a JSON string. Like encoding/json it escapes
 // quotes, backslashes, control characters, U+2028/U+2029 and invalid UTF-8
 // (as U+FFFD); unlike it, it leaves <, > and & alone so URLs stay readable.
+//
+// Values from the XML parser are valid UTF-8, so after one check the bytes
+// are copied by table, without decoding runes (most values are Chinese);
+// invalid input takes the rune-by-rune path.
 func appendJSONString(buf []byte, s string) []byte {
+	if !utf8.ValidString(s) {
+		return appendJSONStringRunes(buf, s)
+	}
+	const hex = "0123456789abcdef"
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if jsonPlain[c] {
+			continue
+		}
+		switch c {
+		case 0xE2: // U+2028 and U+2029 are E2 80 A8 and E2 80 A9
+			if i+2 >= len(s) || s[i+1] != 0x80 || (s[i+2] != 0xA8 && s[i+2] != 0xA9) {
+				continue
+			}
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, '\\', 'u', '2', '0', '2', hex[s[i+2]&0xF])
+			i += 2
+		case '"', '\\':
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, '\\', c)
+		case '\n':
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, '\\', 'n')
+		case '\r':
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, '\\', 'r')
+		case '\t':
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, '\\', 't')
+		default:
+			buf = append(buf, s[start:i]...)
+			buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xF])
+		}
+		start = i + 1
+	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
+}
+
+// jsonPlain marks the bytes appendJSONString copies unchanged from valid
+// UTF-8: all but control characters, '"', '\\' and 0xE2 (which starts
+// U+2028 and U+2029).
+var jsonPlain = func() (t [256]bool) {
+	for c := 0x20; c < len(t); c++ {
+		t[c] = true
+	}
+	t['"'], t['\\'], t[0xE2] = false, false, false
+	return t
+}()
+
+// appendJSONStringRunes is appendJSONString for any input, invalid UTF-8
+// included.
+func appendJSONStringRunes(buf []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	buf = append(buf, '"')
 	start := 0

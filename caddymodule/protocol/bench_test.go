@@ -9,7 +9,7 @@ import (
 )
 
 // BenchmarkParseVerify is the inbound hot path on the ~2 KB insureRequest
-// sample: parse (pre-pass + DOM), compute V, verify against two keys.
+// sample: parse (scanner + tree), compute V, verify against two keys.
 func BenchmarkParseVerify(b *testing.B) {
 	data, err := os.ReadFile("testdata/insure_request.xml")
 	if err != nil {

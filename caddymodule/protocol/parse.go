@@ -13,7 +13,28 @@ import (
 
 var cdataOpen = []byte("<![CDATA[")
 
-// parseDOM reads the token stream once with encoding/xml (Strict, no
+// parseDOM builds the checked tree of one message: with the fast scanner
+// (scanDOM) when it accepts the input, else with parseDOMStd, which then
+// either refuses it with encoding/xml's own error or builds the tree of a
+// construct the scanner leaves to it (namespaces, non-ASCII names). Both
+// build the same tree and refuse the same inputs for the same Kind of
+// reason: FuzzScanMatchesDecoder and the differential tests hold that.
+func parseDOM(data []byte, lim Limits) (*xmlquery.Node, error) {
+	doc, _, err := parseDOMSlab(data, lim)
+	return doc, err
+}
+
+// parseDOMSlab is parseDOM that also returns the scanner's node slab (nil
+// when encoding/xml built the tree), for Envelope.Release.
+func parseDOMSlab(data []byte, lim Limits) (*xmlquery.Node, []xmlquery.Node, error) {
+	if doc, slab, _ := scanDOMSlab(data, lim); doc != nil {
+		return doc, slab, nil
+	}
+	doc, err := parseDOMStd(data, lim)
+	return doc, nil, err
+}
+
+// parseDOMStd reads the token stream once with encoding/xml (Strict, no
 // transcoding) and builds the xmlquery tree as it goes, enforcing on the
 // way everything that must hold before memory is spent: no <!…>
 // declarations (so nothing can define, let alone expand, an entity; only
@@ -24,14 +45,13 @@ var cdataOpen = []byte("<![CDATA[")
 // The tree is the one xmlquery.Parse builds (same node types, names,
 // namespace URIs and prefixes, attributes, CDATA marked as CharDataNode —
 // see TestDOMMatchesXMLQuery), built without xmlquery's own decoder and
-// byte cache. With all the checks it costs no more than xmlquery.Parse
-// alone (BenchmarkParseDOM vs BenchmarkXMLQueryParseOnly); a checking
-// pre-scan followed by xmlquery.Parse measured about twice as much.
+// byte cache. It is the reference implementation: scanDOM must agree
+// with it on every input, and it produces every refusal's error.
 // Differences, none of which the protocol uses: Node.Level() and
 // LineNumber are left zero, comments before the root hang under the
 // document node (xmlquery chains them as the document's siblings), and no
 // declaration node is invented when the input has none.
-func parseDOM(data []byte, lim Limits) (*xmlquery.Node, error) {
+func parseDOMStd(data []byte, lim Limits) (*xmlquery.Node, error) {
 	d := xml.NewDecoder(bytes.NewReader(data))
 	d.Strict = true
 	d.CharsetReader = refuseCharset
@@ -210,13 +230,51 @@ func rawPrefix(raw []byte) string {
 }
 
 // addPseudoAttrs records name="value" pairs of a processing instruction as
-// attributes, as xmlquery does.
+// attributes, as xmlquery does (fields split at white space, a pair needs a
+// name before its '=', quotes trimmed, the first of a repeated name kept),
+// with the attribute slice allocated once. xmlquery.AddAttr checks for a
+// repeated name by a linear search, which made a 1 MiB instruction of
+// distinct names cost minutes; past a few names a set does it.
 func addPseudoAttrs(n *xmlquery.Node, inst string) {
-	for _, pair := range strings.Fields(inst) {
-		if i := strings.IndexByte(pair, '='); i > 0 {
-			xmlquery.AddAttr(n, pair[:i], strings.Trim(pair[i+1:], `"'`))
+	count := 0
+	for pair := range strings.FieldsSeq(inst) {
+		if strings.IndexByte(pair, '=') > 0 {
+			count++
 		}
 	}
+	if count == 0 {
+		return
+	}
+	n.Attr = make([]xmlquery.Attr, 0, count)
+	var seen map[string]bool
+	if count > 8 {
+		seen = make(map[string]bool, count)
+	}
+	for pair := range strings.FieldsSeq(inst) {
+		i := strings.IndexByte(pair, '=')
+		if i <= 0 {
+			continue
+		}
+		key, val := pair[:i], strings.Trim(pair[i+1:], `"'`)
+		if seen == nil {
+			xmlquery.AddAttr(n, key, val)
+			continue
+		}
+		if !seen[key] {
+			seen[key] = true
+			n.Attr = append(n.Attr, xmlquery.Attr{Name: pseudoAttrName(key), Value: val})
+		}
+	}
+}
+
+// pseudoAttrName is the name xmlquery.AddAttr gives key: split at the
+// first ':' unless it leads. Distinct keys give distinct names, so a set
+// of keys finds exactly the repeats AddAttr's search finds.
+func pseudoAttrName(key string) xml.Name {
+	if i := strings.IndexByte(key, ':'); i > 0 {
+		return xml.Name{Space: key[:i], Local: key[i+1:]}
+	}
+	return xml.Name{Local: key}
 }
 
 func malformed(d *xml.Decoder, detail string) *Error {

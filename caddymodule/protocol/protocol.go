@@ -5,9 +5,11 @@
 // It knows nothing about Caddy, mappings or business fields. See
 // DESIGN.md §1 for the protocol facts this package encodes.
 //
-// Files: protocol.go (envelope, Parse), parse.go (the checked single-pass
-// tree builder), signature.go (V, Sign, VerifyAny), build.go (outgoing
-// XML), errors.go (Error, kinds, Chinese messages).
+// Files: protocol.go (envelope, Parse), scan.go (the fast checked
+// single-pass tree builder), parse.go (the encoding/xml-based reference
+// builder, which also words every refusal), signature.go (V, Sign,
+// VerifyAny), build.go (outgoing XML), errors.go (Error, kinds, Chinese
+// messages).
 package protocol
 
 import (
@@ -47,6 +49,11 @@ func (t MessageType) String() string {
 }
 
 // Envelope is one parsed platform message (request or response).
+//
+// The strings of the tree under Head and Body (element names, texts,
+// attribute values) share one copy of the message, so keeping any of them
+// keeps that copy: clone what outlives the request. Root, RequestUUID and
+// the values Text and SignedValue return are separate.
 type Envelope struct {
 	Root        string         // root element local name, e.g. "insureRequest"
 	RequestUUID string         // head requestUUID, XML white space trimmed ("" if absent)
@@ -54,6 +61,8 @@ type Envelope struct {
 	Head        *xmlquery.Node // requestHead or responseHead element (nil if absent)
 	Body        *xmlquery.Node // requestBody or responseBody element (nil if absent)
 	Type        MessageType    // request or response, from the head/body names
+
+	slab []xmlquery.Node // the tree's node slab, for Release (nil: not reusable)
 }
 
 // Limits bound what Parse accepts. A zero (or negative) field means the default.
@@ -112,11 +121,35 @@ func Parse(data []byte, lim Limits) (*Envelope, error) {
 	if err != nil {
 		return nil, err
 	}
-	doc, err := parseDOM(data, lim)
+	doc, slab, err := parseDOMSlab(data, lim)
 	if err != nil {
 		return nil, err
 	}
-	return envelopeOf(doc)
+	env, err := envelopeOf(doc)
+	if err != nil {
+		putSlab(slab) // nothing refers to the tree
+		return nil, err
+	}
+	env.slab = slab
+	return env, nil
+}
+
+// Release gives the envelope's tree back for reuse by a later Parse, which
+// spares the collector most of what Parse allocates. Calling it is
+// optional: an envelope never released is collected as usual.
+//
+// After Release, neither e nor any node of its tree (Head, Body and
+// everything reached from them) may be used: a later Parse overwrites the
+// nodes. Strings read from the tree (node Data, attribute values, Text,
+// RequestUUID, Sign, SignedValue) stay valid; only the nodes are reused.
+// e itself is cleared, so a stray use finds no body rather than another
+// message's. Release a given envelope once, from one goroutine.
+func (e *Envelope) Release() {
+	slab := e.slab
+	*e = Envelope{}
+	if slab != nil {
+		putSlab(slab)
+	}
 }
 
 // envelopeOf locates root, head and body in a parsed document.
@@ -126,7 +159,7 @@ func envelopeOf(doc *xmlquery.Node) (*Envelope, error) {
 		return nil, newError(KindMalformed, msgEmpty, "no root element")
 	}
 	env := &Envelope{Root: root.Data}
-	var heads, bodies [2][]*xmlquery.Node // indexed by MessageType
+	var heads, bodies [2]found // indexed by MessageType
 	for c := root.FirstChild; c != nil; c = c.NextSibling {
 		if c.Type != xmlquery.ElementNode {
 			continue
@@ -134,9 +167,9 @@ func envelopeOf(doc *xmlquery.Node) (*Envelope, error) {
 		for _, t := range [...]MessageType{RequestMessage, ResponseMessage} {
 			switch c.Data {
 			case t.headName():
-				heads[t] = append(heads[t], c)
+				heads[t].add(c)
 			case t.bodyName():
-				bodies[t] = append(bodies[t], c)
+				bodies[t].add(c)
 			}
 		}
 	}
@@ -144,34 +177,53 @@ func envelopeOf(doc *xmlquery.Node) (*Envelope, error) {
 	hs, bs := heads[env.Type], bodies[env.Type]
 	other := 1 - env.Type
 	switch {
-	case len(hs) == 0:
+	case hs.n == 0:
 		return nil, missing(env.Type.headName())
-	case len(bs) == 0:
+	case bs.n == 0:
 		return nil, missing(env.Type.bodyName())
-	case len(hs) > 1 || len(heads[other]) > 0:
+	case hs.n > 1 || heads[other].n > 0:
 		return nil, duplicate(env.Type.headName())
-	case len(bs) > 1 || len(bodies[other]) > 0:
+	case bs.n > 1 || bodies[other].n > 0:
 		return nil, duplicate(env.Type.bodyName())
 	}
-	env.Head, env.Body = hs[0], bs[0]
+	env.Head, env.Body = hs.first, bs.first
 	if err := readHead(env); err != nil {
 		return nil, err
 	}
+	// The tree's strings share one copy of the whole message (scanDOM).
+	// Root and RequestUUID are what callers keep beyond the request
+	// (metric labels, journal, idempotency records), so they get their own
+	// few bytes, one allocation for both.
+	keep := env.Root + env.RequestUUID
+	env.Root, env.RequestUUID = keep[:len(env.Root)], keep[len(env.Root):]
 	return env, nil
+}
+
+// found counts the elements of one name and keeps the first.
+type found struct {
+	n     int
+	first *xmlquery.Node
+}
+
+func (f *found) add(n *xmlquery.Node) {
+	if f.n == 0 {
+		f.first = n
+	}
+	f.n++
 }
 
 // guessType decides request vs response: by the head if there is one, else
 // by the body, else by the root's name. It only matters for naming what
 // is missing.
-func guessType(root string, heads, bodies [2][]*xmlquery.Node) MessageType {
+func guessType(root string, heads, bodies [2]found) MessageType {
 	switch {
-	case len(heads[RequestMessage]) > 0:
+	case heads[RequestMessage].n > 0:
 		return RequestMessage
-	case len(heads[ResponseMessage]) > 0:
+	case heads[ResponseMessage].n > 0:
 		return ResponseMessage
-	case len(bodies[RequestMessage]) > 0:
+	case bodies[RequestMessage].n > 0:
 		return RequestMessage
-	case len(bodies[ResponseMessage]) > 0:
+	case bodies[ResponseMessage].n > 0:
 		return ResponseMessage
 	case len(root) > len("Response") && root[len(root)-len("Response"):] == "Response":
 		return ResponseMessage

@@ -3,6 +3,9 @@ package protocol
 import (
 	"crypto/md5"
 	"crypto/subtle"
+	"encoding"
+	"hash"
+	"sync"
 
 	"github.com/antchfx/xmlquery"
 )
@@ -135,6 +138,10 @@ func signature(v []byte, key string) [32]byte {
 	sum := md5.Sum(*buf)
 	clear((*buf)[len(v):]) // don't leave the key lying in a pooled buffer
 	putBuf(buf)
+	return upperHex(sum)
+}
+
+func upperHex(sum [md5.Size]byte) [32]byte {
 	const hexUpper = "0123456789ABCDEF"
 	var out [32]byte
 	for i, b := range sum {
@@ -151,6 +158,9 @@ func signature(v []byte, key string) [32]byte {
 // timing reveals neither how much of the signature matched nor which key
 // did. An empty sign, a sign that is not 32 characters, an empty key list
 // and empty keys never verify. On failure index is -1.
+//
+// With several keys, the MD5 blocks made of V alone are hashed once and
+// only the tail of V and each key are hashed per key.
 func VerifyAny(v []byte, sign string, keys []string) (index int, ok bool) {
 	if len(sign) != 32 {
 		return -1, false
@@ -163,6 +173,11 @@ func VerifyAny(v []byte, sign string, keys []string) (index int, ok bool) {
 		}
 		got[i] = c
 	}
+	var pre prefixHash
+	if nonEmpty(keys) > 1 {
+		pre.init(v)
+		defer pre.release()
+	}
 	index, found := -1, 0
 	for i, key := range keys {
 		if key == "" {
@@ -171,10 +186,86 @@ func VerifyAny(v []byte, sign string, keys []string) (index int, ok bool) {
 			// not a secret, so skipping leaks nothing.
 			continue
 		}
-		want := signature(v, key)
+		var want [32]byte
+		if pre.h != nil {
+			want = pre.signature(key)
+		} else {
+			want = signature(v, key)
+		}
 		eq := subtle.ConstantTimeCompare(want[:], got[:])
 		index = subtle.ConstantTimeSelect(eq&^found, i, index)
 		found |= eq
 	}
 	return index, found == 1
+}
+
+// Verify is VerifyAny(e.SignedValue(), e.Sign, keys) with V computed into
+// a pooled buffer rather than a new slice.
+func (e *Envelope) Verify(keys []string) (index int, ok bool) {
+	buf := getBuf()
+	*buf = e.AppendSignedValue(*buf)
+	index, ok = VerifyAny(*buf, e.Sign, keys)
+	putBuf(buf)
+	return index, ok
+}
+
+func nonEmpty(keys []string) int {
+	n := 0
+	for _, k := range keys {
+		if k != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// prefixHash is the MD5 state after the whole 64-byte blocks of V, from
+// which the signature under any key is finished with V's tail and the key.
+// Its digest and buffer are pooled; release scrubs the key from both.
+type prefixHash struct {
+	h     hash.Hash
+	buf   *[]byte // the marshalled state, then room for tail+key and the sum
+	state int     // length of the state at the start of *buf
+	tail  []byte
+}
+
+var md5Pool = sync.Pool{New: func() any { return md5.New() }}
+
+func (p *prefixHash) init(v []byte) {
+	full := len(v) &^ (md5.BlockSize - 1)
+	p.h = md5Pool.Get().(hash.Hash)
+	p.h.Reset()
+	p.h.Write(v[:full])
+	p.buf = getBuf()
+	var err error
+	if *p.buf, err = p.h.(encoding.BinaryAppender).AppendBinary((*p.buf)[:0]); err != nil {
+		panic(err) // crypto/md5 always marshals its own state
+	}
+	p.state = len(*p.buf)
+	p.tail = v[full:]
+}
+
+func (p *prefixHash) signature(key string) [32]byte {
+	p.restore()
+	buf := *p.buf
+	msg := append(append(buf[p.state:p.state], p.tail...), key...)
+	p.h.Write(msg)
+	sum := p.h.Sum(msg[len(msg):len(msg)])
+	out := upperHex([md5.Size]byte(sum))
+	clear(msg) // don't leave the key lying in a pooled buffer
+	return out
+}
+
+// restore resets the digest to the prefix state. It also overwrites the
+// digest's block buffer, where the tail of the last key may be.
+func (p *prefixHash) restore() {
+	if err := p.h.(encoding.BinaryUnmarshaler).UnmarshalBinary((*p.buf)[:p.state]); err != nil {
+		panic(err)
+	}
+}
+
+func (p *prefixHash) release() {
+	p.restore()
+	md5Pool.Put(p.h)
+	putBuf(p.buf)
 }
