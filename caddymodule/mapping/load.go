@@ -103,20 +103,20 @@ func ParseFile(name string, data []byte) (any, error) {
 		if errors.Is(err, io.EOF) {
 			p.errf(nil, "empty mapping file")
 		} else {
-			p.yamlErr(err)
+			p.yamlErr(err, data)
 		}
 		return nil, p.err()
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		if err != nil {
-			p.yamlErr(err)
+			p.yamlErr(err, data)
 		} else {
 			p.errf(&extra, "only one YAML document per file")
 		}
 		return nil, p.err()
 	}
-	if len(doc.Content) == 0 {
+	if len(doc.Content) == 0 || implicitNull(doc.Content[0]) {
 		p.errf(nil, "empty mapping file")
 		return nil, p.err()
 	}
@@ -125,6 +125,13 @@ func ParseFile(name string, data []byte) (any, error) {
 		return nil, err
 	}
 	return m, nil
+}
+
+// implicitNull is a document with nothing in it ("---" alone, or only
+// comments after it). yaml.v3 places that null one line past the end of
+// the file, so it is reported as an empty file instead.
+func implicitNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null" && n.Value == "" && n.Style == 0
 }
 
 // parser collects every problem of one file.
@@ -163,13 +170,15 @@ func (p *parser) err() error {
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // yamlErr turns "yaml: line 3: did not find expected key" into file:3.
-func (p *parser) yamlErr(err error) {
+// yaml.v3 gives no line for some problems; yamlProblemLine finds it.
+func (p *parser) yamlErr(err error, data []byte) {
 	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		p.errAt(line, "%s", m[2])
 		return
 	}
-	p.errAt(0, "%s", strings.TrimPrefix(err.Error(), "yaml: "))
+	msg := strings.TrimPrefix(err.Error(), "yaml: ")
+	p.errAt(yamlProblemLine(msg, data), "%s", msg)
 }
 
 // kv is one key and its value in a YAML mapping.
