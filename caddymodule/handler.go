@@ -86,6 +86,7 @@ type exchange struct {
 	coreTime    time.Duration
 	outcome     string // bounded label for logs and metrics
 	vars        mapping.Vars
+	verified    bool   // the platform's signature verified
 	errText     string // the failure, for the journal
 
 	// For the journal.
@@ -150,10 +151,11 @@ func (h *Handler) admit(x *exchange, r *http.Request) (*protocol.Envelope, []byt
 	if err := h.dispatch(x, env); err != nil {
 		return nil, nil, err
 	}
-	x.notePolicy(env)
 	if err := h.verify(env); err != nil {
 		return nil, nil, err
 	}
+	x.verified = true
+	x.notePolicy(env)
 	x.vars = h.vars()
 	coreBody, err := x.mapping.Request.XMLToJSON(env.Body, x.vars)
 	if err != nil {

@@ -149,11 +149,28 @@ func (h *Handler) journalEntry(x *exchange, reply []byte) store.JournalEntry {
 		RequestXML: x.requestXML, CoreRequest: x.coreRequest, CoreReply: x.coreReply, ReplyXML: reply,
 		Error: x.errText,
 	}
+	if !x.verified {
+		// Anyone who can reach the public endpoint can send unsigned
+		// bodies: keep a bounded prefix of those, not whole bodies that
+		// could fill the disk, and no policy number from them.
+		e.RequestXML, e.PolicyNo = clipBody(e.RequestXML), ""
+	}
 	if cfg := h.app.Journal; cfg.MaskPersonalData && x.mapping != nil {
 		m := h.app.maskers[x.root]
 		e.RequestXML, e.CoreRequest = m.xml(e.RequestXML), m.json(e.CoreRequest)
 	}
 	return e
+}
+
+// unverifiedBodyMax bounds what the journal keeps of a request whose
+// signature did not verify.
+const unverifiedBodyMax = 2 << 10
+
+func clipBody(b []byte) []byte {
+	if len(b) <= unverifiedBodyMax {
+		return b
+	}
+	return b[:unverifiedBodyMax:unverifiedBodyMax]
 }
 
 // policyFields are the element names that carry policy and proposal

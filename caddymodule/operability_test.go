@@ -75,9 +75,15 @@ func TestJournal(t *testing.T) {
 	if got := find("proposal_no=" + proposalNo); len(got) != 1 || got[0].RequestUUID != uuid {
 		t.Errorf("by proposal number: %+v", got)
 	}
+	// A request whose signature fails is journalled (by its requestUUID),
+	// but nothing it claims, such as a policy number, is believed.
 	byPolicy := find("policy_no=" + policyNo)
-	if len(byPolicy) != 2 || byPolicy[0].Outcome != "ok" || byPolicy[1].Outcome != "bad_signature" || byPolicy[1].RequestXML != string(badSign) {
+	if len(byPolicy) != 1 || byPolicy[0].Outcome != "ok" || byPolicy[0].RequestXML != string(claim) {
 		t.Errorf("by policy number: %+v", byPolicy)
+	}
+	badUUID := between(string(badSign), "<requestUUID>", "</requestUUID>")
+	if bad := find("request_uuid=" + badUUID); len(bad) != 1 || bad[0].Outcome != "bad_signature" || bad[0].PolicyNo != "" || bad[0].RequestXML != string(badSign) {
+		t.Errorf("the refused request in the journal: %+v", bad)
 	}
 
 	// The payment callback, once delivered, is in the journal too.
