@@ -151,7 +151,7 @@ func startSidecar(t *testing.T, cfg string) *caddytest.Tester {
 // post sends a platform message and returns the parsed, verified reply.
 func post(t *testing.T, tester *caddytest.Tester, url string, msg []byte) (*protocol.Envelope, []byte) {
 	t.Helper()
-	resp, err := tester.Client.Post(url, "application/xml; charset=UTF-8", bytes.NewReader(msg))
+	resp, err := postResending(tester.Client, url, msg)
 	if err != nil {
 		t.Fatalf("posting to the sidecar: %v", err)
 	}
@@ -174,6 +174,23 @@ func post(t *testing.T, tester *caddytest.Tester, url string, msg []byte) (*prot
 		t.Fatalf("the reply's signature does not verify:\n%s", raw)
 	}
 	return env, raw
+}
+
+// postResending posts msg, resending (as the platform does) when the
+// connection breaks before any answer. Right after a config load, Caddy's
+// old server may still accept a connection and then close it unanswered
+// (plain Caddy does the same); a real failure of ours repeats on resend.
+func postResending(client *http.Client, url string, msg []byte) (*http.Response, error) {
+	var err error
+	for range 3 {
+		var resp *http.Response
+		resp, err = client.Post(url, "application/xml; charset=UTF-8", bytes.NewReader(msg))
+		if err == nil {
+			return resp, nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return nil, err
 }
 
 // text reads a body leaf of a reply.
