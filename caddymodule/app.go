@@ -53,11 +53,13 @@ type App struct {
 	// Default: 1 MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
-	// MaxDepth, MaxElements and MaxValueChars bound the shape of a
-	// platform message. Defaults: those of the protocol package.
+	// MaxDepth, MaxElements, MaxValueChars and MaxAttributes (per
+	// element) bound the shape of a platform message. Defaults: those of
+	// the protocol package.
 	MaxDepth      int `json:"max_depth,omitempty"`
 	MaxElements   int `json:"max_elements,omitempty"`
 	MaxValueChars int `json:"max_value_chars,omitempty"`
+	MaxAttributes int `json:"max_attributes,omitempty"`
 
 	// Store is the durable store for idempotency records and callback
 	// deliveries. Default: an SQLite file under Caddy's data directory.
@@ -132,6 +134,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		MaxDepth:      a.MaxDepth,
 		MaxElements:   a.MaxElements,
 		MaxValueChars: a.MaxValueChars,
+		MaxAttributes: a.MaxAttributes,
 	}
 	set, err := a.loadMappings()
 	if err != nil {

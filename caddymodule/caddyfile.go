@@ -33,6 +33,7 @@ func init() {
 //		max_depth       <n>
 //		max_elements    <n>
 //		max_value_chars <n>
+//		max_attributes  <n>
 //		store sqlite [<file>]
 //		store postgres <dsn> [<schema>]
 //		insurance_code  <code>
@@ -108,6 +109,8 @@ func (a *App) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 		return intArg(d, &a.MaxElements)
 	case "max_value_chars":
 		return intArg(d, &a.MaxValueChars)
+	case "max_attributes":
+		return intArg(d, &a.MaxAttributes)
 	case "store":
 		return a.unmarshalStore(d)
 	case "idempotency":

@@ -123,6 +123,7 @@ const (
 	msgTooDeep     = "报文嵌套层级超过限制"
 	msgTooMany     = "报文节点数量超过限制"
 	msgValueTooBig = "报文字段值超过长度限制"
+	msgTooManyAttr = "报文节点属性数量超过限制"
 )
 
 // errCharset is returned by our CharsetReader so a declared non-UTF-8

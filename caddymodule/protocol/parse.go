@@ -162,6 +162,9 @@ const xmlNamespace = "http://www.w3.org/XML/1998/namespace"
 // replaced by its URI.
 func elementNode(t xml.StartElement, raw []byte, ns *namespaces, lim Limits) (*xmlquery.Node, *Error) {
 	n := &xmlquery.Node{Type: xmlquery.ElementNode, Data: t.Name.Local, NamespaceURI: t.Name.Space}
+	if len(t.Attr) > lim.MaxAttributes {
+		return nil, limitError(msgTooManyAttr, "个", "attribute count", lim.MaxAttributes)
+	}
 	for _, a := range t.Attr {
 		if utf8.RuneCountInString(a.Value) > lim.MaxValueChars {
 			return nil, limitError(msgValueTooBig, "个字符", "attribute value length", lim.MaxValueChars)

@@ -3,6 +3,7 @@ package protocol
 import (
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -177,6 +178,48 @@ func TestParseExactLimits(t *testing.T) {
 	val := envelope("<a>" + strings.Repeat("中", 10) + "</a>")
 	if _, err := Parse([]byte(val), Limits{MaxValueChars: 10}); err != nil {
 		t.Errorf("10 characters (30 bytes) refused: %v", err)
+	}
+}
+
+// TestParseAttributeCount checks the per-element attribute bound on both
+// parsers: the scanner, and encoding/xml, which an xmlns declaration
+// forces (the scanner defers namespaces to it).
+func TestParseAttributeCount(t *testing.T) {
+	attrs := func(n int, first string) string {
+		var b strings.Builder
+		b.WriteString("<e")
+		for i := range n {
+			if i == 0 && first != "" {
+				b.WriteString(" " + first)
+				continue
+			}
+			fmt.Fprintf(&b, ` a%d="%d"`, i, i)
+		}
+		b.WriteString(">x</e>")
+		return b.String()
+	}
+	for _, parser := range []struct{ name, first string }{
+		{"scanner", ""},
+		{"encoding/xml", `xmlns:p="urn:p"`},
+	} {
+		t.Run(parser.name, func(t *testing.T) {
+			at := envelope(attrs(DefaultMaxAttributes, parser.first))
+			if _, err := Parse([]byte(at), Limits{}); err != nil {
+				t.Errorf("%d attributes refused: %v", DefaultMaxAttributes, err)
+			}
+			over := envelope(attrs(DefaultMaxAttributes+1, parser.first))
+			_, err := Parse([]byte(over), Limits{})
+			var pe *Error
+			if !errors.As(err, &pe) || pe.Kind != KindTooLarge {
+				t.Fatalf("%d attributes: %v", DefaultMaxAttributes+1, err)
+			}
+			if want := "报文节点属性数量超过限制(最多16个)"; pe.Message() != want {
+				t.Errorf("message %q, want %q", pe.Message(), want)
+			}
+			if _, err := Parse([]byte(at), Limits{MaxAttributes: 4}); !errors.Is(err, ErrTooLarge) {
+				t.Errorf("%d attributes with max 4: %v", DefaultMaxAttributes, err)
+			}
+		})
 	}
 }
 

@@ -71,6 +71,10 @@ type Limits struct {
 	MaxDepth      int // element nesting, root = 1; default 32
 	MaxElements   int // elements in the document; default 2000
 	MaxValueChars int // characters (runes) of one text value or attribute; default 65536
+	// MaxAttributes bounds the attributes of one element; default 16.
+	// Attributes are neither signed nor mapped, so without a bound a
+	// message could carry any number of them past every other check.
+	MaxAttributes int
 }
 
 // Default limits.
@@ -79,6 +83,7 @@ const (
 	DefaultMaxDepth      = 32
 	DefaultMaxElements   = 2000
 	DefaultMaxValueChars = 65536
+	DefaultMaxAttributes = 16
 )
 
 func (l Limits) withDefaults() Limits {
@@ -93,6 +98,7 @@ func (l Limits) withDefaults() Limits {
 		MaxDepth:      def(l.MaxDepth, DefaultMaxDepth),
 		MaxElements:   def(l.MaxElements, DefaultMaxElements),
 		MaxValueChars: def(l.MaxValueChars, DefaultMaxValueChars),
+		MaxAttributes: def(l.MaxAttributes, DefaultMaxAttributes),
 	}
 }
 

@@ -760,11 +760,14 @@ func (x *scanner) startTag(p int) (n *xmlquery.Node, empty bool, next int, kind 
 	return n, empty, p, 0
 }
 
-// attrs checks the pending attributes' lengths and gives them to n.
+// attrs checks the pending attributes' count and lengths and gives them to n.
 func (x *scanner) attrs(n *xmlquery.Node) Kind {
 	pending := x.sc.attrs
 	if len(pending) == 0 {
 		return 0
+	}
+	if len(pending) > x.lim.MaxAttributes {
+		return KindTooLarge
 	}
 	for _, a := range pending {
 		if x.runes(a.value) > x.lim.MaxValueChars {
