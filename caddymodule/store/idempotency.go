@@ -250,7 +250,7 @@ func (s *Idempotency) Begin(ctx context.Context, scope, key, fingerprint string,
 	}
 	now = dbNow(now)
 	token := rand.Text()
-	q, err := s.db.Runner()
+	q, err := s.db.Writer()
 	if err != nil {
 		return 0, Record{}, "", fmt.Errorf("idempotency begin: %w", err)
 	}
@@ -391,7 +391,7 @@ func (s *Idempotency) finish(ctx context.Context, op, query, scope, key, token s
 	if token == "" {
 		return fmt.Errorf("idempotency %s: %w", op, ErrNotOwner)
 	}
-	q, err := s.db.Runner()
+	q, err := s.db.Writer()
 	if err != nil {
 		return fmt.Errorf("idempotency %s: %w", op, err)
 	}

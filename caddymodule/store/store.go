@@ -51,6 +51,8 @@ type DB struct {
 	SQL *sql.DB
 	// Pool is the PostgreSQL pool.
 	Pool *pgxpool.Pool
+
+	group committerOnce // SQLite's group commit (Writer), started on first use
 }
 
 // Open opens the configured store and checks that it answers.
@@ -174,6 +176,7 @@ func (db *DB) Close() error {
 		return nil
 	}
 	if db.SQL != nil {
+		db.stopCommitter()
 		return db.SQL.Close()
 	}
 	return nil
