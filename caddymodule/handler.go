@@ -139,7 +139,7 @@ func (h *Handler) process(x *exchange, r *http.Request, next caddyhttp.Handler) 
 // returning the envelope and the JSON body for the core. Nothing it
 // refuses reaches the core or the store.
 func (h *Handler) admit(x *exchange, r *http.Request) (*protocol.Envelope, []byte, error) {
-	body, err := readLimited(r.Body, h.app.MaxBodySize)
+	body, err := readLimited(r.Body, r.ContentLength, h.app.MaxBodySize)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -271,7 +271,11 @@ func neverSent(err error) bool {
 // is not cancelled when the platform hangs up: the core's answer is still
 // recorded, so the platform's resend can be answered from the record.
 func (h *Handler) coreRequest(x *exchange, r *http.Request, body []byte) *http.Request {
-	req := r.Clone(context.WithoutCancel(r.Context()))
+	// A shallow copy: the platform's headers are replaced, not cloned;
+	// only the URL, which is changed, is copied.
+	req := r.WithContext(context.WithoutCancel(r.Context()))
+	u := *r.URL
+	req.URL = &u
 	req.Method = x.mapping.Method
 	req.URL.Path = x.mapping.Path
 	req.URL.RawPath = ""
@@ -281,6 +285,7 @@ func (h *Handler) coreRequest(x *exchange, r *http.Request, body []byte) *http.R
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	req.ContentLength = int64(len(body))
 	req.TransferEncoding = nil
+	req.Trailer = nil
 	req.Header = http.Header{
 		"Content-Type":      {"application/json; charset=utf-8"},
 		"Accept":            {"application/json"},
@@ -336,11 +341,11 @@ func rootFromPath(p string) string {
 }
 
 // readLimited reads at most limit bytes, failing clearly past it.
-func readLimited(body io.Reader, limit int64) ([]byte, error) {
+func readLimited(body io.Reader, declared, limit int64) ([]byte, error) {
 	if body == nil {
 		return nil, nil
 	}
-	data, err := io.ReadAll(io.LimitReader(body, limit+1))
+	data, err := readUpTo(body, declared, limit+1)
 	if err != nil {
 		return nil, requestError{msg: "读取报文失败", reason: "read_error", cause: err}
 	}
@@ -348,6 +353,25 @@ func readLimited(body io.Reader, limit int64) ([]byte, error) {
 		return nil, requestError{msg: fmt.Sprintf("报文超过大小限制(最大 %s)", humanSize(limit)), reason: "too_large"}
 	}
 	return data, nil
+}
+
+// readUpTo reads at most max bytes. A declared length below max sizes the
+// buffer at once (io.ReadAll would grow it from 512 bytes, copying at each
+// step); the length is only a hint, max is what is enforced.
+func readUpTo(body io.Reader, declared, max int64) ([]byte, error) {
+	if declared <= 0 || declared >= max {
+		return io.ReadAll(io.LimitReader(body, max))
+	}
+	buf := make([]byte, declared+1) // one byte more tells a longer body
+	n, err := io.ReadFull(body, buf)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return buf[:n], nil
+	case err != nil:
+		return nil, err
+	}
+	rest, err := io.ReadAll(io.LimitReader(body, max-int64(n)))
+	return append(buf, rest...), err
 }
 
 // shanghai is China Standard Time. A fixed zone (China has no daylight

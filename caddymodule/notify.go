@@ -149,7 +149,7 @@ func (h *NotifyHandler) accept(r *http.Request, event string) (delivery.Delivery
 		return delivery.Delivery{}, false, &notifyError{status: http.StatusNotFound, reason: "unknown_event",
 			message: fmt.Sprintf("no outbound mapping for event %q (known: %s)", event, strings.Join(h.app.eventNames(), ", "))}
 	}
-	body, err := readLimited(r.Body, h.MaxEventSize)
+	body, err := readLimited(r.Body, r.ContentLength, h.MaxEventSize)
 	if err != nil {
 		return delivery.Delivery{}, false, &notifyError{status: http.StatusRequestEntityTooLarge, reason: "too_large", message: fmt.Sprintf("event larger than %s", humanSize(h.MaxEventSize)), cause: err}
 	}
