@@ -16,9 +16,11 @@ import (
 	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
 )
 
-// Disk full on the embedded store (issue 7, item 5). File permissions do
-// not stop root, so the SQLite file lives on a small tmpfs of its own that
-// the test fills to capacity and frees again.
+// Disk full and a read-only store on the embedded backend (issue 7, item
+// 5). File permissions do not stop root, so for the disk full the SQLite
+// file lives on a small tmpfs of its own that the test fills to capacity
+// and frees again, and for the read-only store its files are made
+// immutable.
 
 // smallFS mounts a tmpfs of size at a fresh folder and unmounts it at the
 // end of the test, after the sidecars (register it before starting them).
@@ -71,6 +73,72 @@ func fillFS(t *testing.T, dir string) string {
 // call, the event is accepted and its callback delivered.
 func TestStoreDiskFull(t *testing.T) {
 	dir := smallFS(t, "16m")
+	storeFaultScenario(t, dir, "BD-FULL", false, func() (restore func()) {
+		filler := fillFS(t, dir)
+		return func() {
+			if err := os.Remove(filler); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestStoreReadOnly: the store's files turn read-only while the sidecar
+// runs (here: the immutable attribute, which binds root too and, on ext4,
+// refuses writes through descriptors already open, as a file system
+// remounted read-only does). The same duties as with the disk full: fail
+// closed with a retryable answer, recover when writes are possible again.
+func TestStoreReadOnly(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	probe := filepath.Join(dir, "probe")
+	if err := os.WriteFile(probe, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("chattr", "+i", probe).CombinedOutput(); err != nil {
+		t.Skipf("cannot set the immutable attribute here (needs root and a file system that has it, e.g. ext4): %v %s", err, out)
+	}
+	immutable(t, "-i", probe)
+	if err := os.Remove(probe); err != nil {
+		t.Fatal(err)
+	}
+	// Whatever happens, the folder must be writable again for the
+	// sidecar's shutdown and the test's clean-up (registered after the
+	// sidecar's, so it runs before them).
+	var restored bool
+	storeFaultScenario(t, dir, "BD-RO", true, func() (restore func()) {
+		t.Cleanup(func() {
+			if !restored {
+				immutable(t, "-i", dir)
+			}
+		})
+		immutable(t, "+i", dir)
+		return func() {
+			immutable(t, "-i", dir)
+			restored = true
+		}
+	})
+}
+
+// immutable sets (+i) or clears (-i) the immutable attribute of dir and
+// everything in it.
+func immutable(t *testing.T, op, dir string) {
+	t.Helper()
+	if out, err := exec.Command("chattr", "-R", op, dir).CombinedOutput(); err != nil {
+		t.Fatalf("chattr -R %s %s: %v %s", op, dir, err, out)
+	}
+}
+
+// storeFaultScenario runs a sidecar on an SQLite store in dir, checks the
+// healthy path, injects a fault that makes the store unwritable, checks
+// that platform requests are refused with a signed 系统繁忙 without calling
+// the core, that events get a non-2xx and that the admin API answers (the
+// records, or a 503 if readsMayFail), then restores the store and
+// checks that the platform's resend is served with exactly one core call
+// and every event is accepted and its callback delivered once.
+func storeFaultScenario(t *testing.T, dir, prefix string, readsMayFail bool, inject func() (restore func())) {
 	platform := startPlatform(t)
 	c := startCore(t)
 	s := startSidecar(t, "sidecar", sidecarConfig{
@@ -82,9 +150,9 @@ func TestStoreDiskFull(t *testing.T) {
 	before, _ := newMessage(t, "insureRequest.xml")
 	env, _ := s.Post(t, before)
 	assertAccepted(t, env)
-	postEventUntilAccepted(t, s, "BD-FULL", 0, 20*time.Second)
+	postEventUntilAccepted(t, s, prefix, 0, 20*time.Second)
 
-	filler := fillFS(t, dir)
+	restore := inject()
 	msg, id := newMessage(t, "insureRequest.xml")
 	for attempt := 1; attempt <= 3; attempt++ {
 		start := time.Now()
@@ -95,35 +163,43 @@ func TestStoreDiskFull(t *testing.T) {
 		}
 	}
 	if calls := c.Calls(id); len(calls) != 0 {
-		t.Errorf("the core was called with the disk full: %+v", calls)
+		t.Errorf("the core was called with the store unwritable: %+v", calls)
 	}
 	for n := 1; n <= 2; n++ {
-		status, body := postEventStatus(t, s, "BD-FULL", n)
+		status, body := postEventStatus(t, s, prefix, n)
 		if status/100 == 2 {
-			t.Errorf("event %d accepted with the disk full: %d %s", n, status, body)
+			t.Errorf("event %d accepted with the store unwritable: %d %s", n, status, body)
 		}
-		t.Logf("event %d with the disk full: %d %s", n, status, strings.Join(strings.Fields(body), " "))
+		t.Logf("event %d with the store unwritable: %d %s", n, status, strings.Join(strings.Fields(body), " "))
 	}
-	// Reads still work: the operator can look at the store.
-	if status, body, err := s.Admin(http.MethodGet, "/gongbao/requests?limit=1", nil); err != nil || status != http.StatusOK {
-		t.Errorf("admin API with the disk full: %d %v %s", status, err, body)
+	// The operator gets a clear answer: the records when the store can
+	// still be read (disk full), else a 503 naming the store. In WAL mode
+	// even a reader writes to the shared-memory file, which a read-only
+	// store refuses.
+	status, body, err := s.Admin(http.MethodGet, "/gongbao/requests?limit=1", nil)
+	switch {
+	case err != nil:
+		t.Errorf("admin API with the store unwritable: %v", err)
+	case status == http.StatusOK:
+	case readsMayFail && status == http.StatusServiceUnavailable && strings.Contains(string(body), "store unavailable"):
+		t.Logf("admin API with the store unwritable: %d %s", status, body)
+	default:
+		t.Errorf("admin API with the store unwritable: %d %s", status, body)
 	}
 
-	if err := os.Remove(filler); err != nil {
-		t.Fatal(err)
-	}
+	restore()
 	env, _ = s.PostUntil(t, msg, settleBound, msgBusy)
 	assertAccepted(t, env)
 	s.WaitState(t, id, "completed", 5*time.Second)
 	if acted := actedCalls(c.Calls(id)); acted != 1 {
-		t.Errorf("the core acted %d times after the space returned (calls %+v)", acted, c.Calls(id))
+		t.Errorf("the core acted %d times after the store recovered (calls %+v)", acted, c.Calls(id))
 	}
 	if n := c.Effects(core.OpProposals); n != 2 {
 		t.Errorf("the core made %d proposals, want 2", n)
 	}
 	answers := map[int]eventAnswer{}
 	for n := 1; n <= 2; n++ {
-		answers[n] = postEventUntilAccepted(t, s, "BD-FULL", n, 20*time.Second)
+		answers[n] = postEventUntilAccepted(t, s, prefix, n, 20*time.Second)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for len(platform.delivered()) < 3 && time.Now().Before(deadline) {
@@ -131,7 +207,7 @@ func TestStoreDiskFull(t *testing.T) {
 	}
 	got := platform.delivered()
 	for n, a := range answers {
-		uuids := got[fmt.Sprintf("BD-FULL-%04d", n)]
+		uuids := got[fmt.Sprintf("%s-%04d", prefix, n)]
 		if len(uuids) != 1 || uuids[0] != a.RequestUUID {
 			t.Errorf("event %d: the platform saw %v, want only %s", n, uuids, a.RequestUUID)
 		}
