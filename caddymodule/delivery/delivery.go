@@ -233,6 +233,8 @@ type Engine struct {
 	jitter func() float64
 	// riverLog is Logger without River's per-job info records.
 	riverLog *slog.Logger
+	// enq groups concurrent Enqueue calls into shared transactions.
+	enq enqueuer
 
 	mu      sync.Mutex
 	started bool
@@ -280,6 +282,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := e.q.migrate(ctx, e.d); err != nil {
 		return nil, fmt.Errorf("delivery: migrating tables: %w", store.Unavailable(err))
 	}
+	e.q.prepare(ctx, enqueueQueries)
 	return e, nil
 }
 

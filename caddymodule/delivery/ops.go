@@ -11,10 +11,16 @@ import (
 
 // Enqueue stores a delivery and its River job in one transaction: when it
 // returns without error the delivery is durable and will be attempted (by
-// this engine once started, or any engine on the same store). A second
-// Enqueue with the same IdempotencyKey returns the stored delivery with
-// created=false and adds no job; its Body is ignored (a resent event is
-// re-mapped with a fresh requestUUID, but the first one stands).
+// this engine once started, or any engine on the same store). Concurrent
+// calls share transactions (group enqueue, see enqueue.go); each call's
+// outcome is still its own. A second Enqueue with the same IdempotencyKey returns the stored
+// delivery with created=false and adds no job; its Body is ignored (a
+// resent event is re-mapped with a fresh requestUUID, but the first one
+// stands). That holds within a shared transaction too.
+//
+// A call whose ctx ends before its delivery is taken into a transaction
+// fails and writes nothing; once taken, it waits for the commit, so its
+// answer always matches the store.
 //
 // Errors: ErrInvalid for a bad NewDelivery; anything else wraps
 // store.ErrUnavailable and nothing was written.
@@ -22,49 +28,38 @@ func (e *Engine) Enqueue(ctx context.Context, n NewDelivery) (Delivery, bool, er
 	if err := n.validate(); err != nil {
 		return Delivery{}, false, err
 	}
+	if err := ctx.Err(); err != nil {
+		return Delivery{}, false, enqueueError(err)
+	}
+	p := &pendingEnqueue{ctx: ctx, row: e.newRow(n), done: make(chan struct{})}
+	e.enq.submit(p, e.enqueueGroup)
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		if p.claim.CompareAndSwap(enqueueQueued, enqueueAbandoned) {
+			return Delivery{}, false, enqueueError(ctx.Err())
+		}
+		<-p.done
+	}
+	if p.err != nil {
+		return Delivery{}, false, enqueueError(p.err)
+	}
+	return p.res.d, p.res.created, nil
+}
+
+func enqueueError(err error) error {
+	return fmt.Errorf("delivery: enqueue: %w", store.Unavailable(err))
+}
+
+// newRow is the pending delivery n becomes, timed by the engine's clock.
+func (e *Engine) newRow(n NewDelivery) Delivery {
 	now := store.DBNow(e.clock.Now())
-	d := Delivery{
+	return Delivery{
 		Event: n.Event, Callback: n.Callback, ReplyRoot: n.ReplyRoot, URL: n.URL,
 		RequestUUID: n.RequestUUID, IdempotencyKey: n.IdempotencyKey, OrderKey: n.OrderKey,
 		Body: n.Body, State: StatePending, CreatedAt: now, PendingSince: now,
 		DeadlineAt: now.Add(e.cfg.Deadline),
 	}
-	created := false
-	err := e.q.inTx(ctx, func(tx queueTx) error {
-		err := tx.QueryRow(ctx, `INSERT INTO gongbao_deliveries
-				(event, callback, reply_root, url, request_uuid, idempotency_key, order_key, body,
-				 state, created_at, pending_since, deadline_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'pending', $9, $9, $10)
-			ON CONFLICT (idempotency_key) DO NOTHING
-			RETURNING id`,
-			d.Event, d.Callback, d.ReplyRoot, d.URL, d.RequestUUID, d.IdempotencyKey, d.OrderKey, d.Body,
-			d.CreatedAt, d.DeadlineAt).Scan(&d.ID)
-		if errors.Is(err, store.ErrNoRows) {
-			// Already there (on PostgreSQL possibly committed a moment ago
-			// by a concurrent Enqueue; READ COMMITTED sees it now).
-			existing, err := e.getBy(ctx, tx, `idempotency_key = $1`, n.IdempotencyKey, true)
-			if err != nil {
-				return err
-			}
-			d = *existing
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if d.JobID, err = tx.insertJob(ctx, deliveryArgs{DeliveryID: d.ID, DeadlineAt: d.DeadlineAt}); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `UPDATE gongbao_deliveries SET job_id = $1 WHERE id = $2`, d.JobID, d.ID); err != nil {
-			return err
-		}
-		created = true
-		return nil
-	})
-	if err != nil {
-		return Delivery{}, false, fmt.Errorf("delivery: enqueue: %w", store.Unavailable(err))
-	}
-	return d, created, nil
 }
 
 // Retry makes a dead delivery pending again with a new River job and a new
