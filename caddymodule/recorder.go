@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"net/http"
+	"strconv"
 )
 
 // coreRecorder captures the next handler's response (the core's answer via
@@ -26,6 +27,16 @@ func (c *coreRecorder) Header() http.Header { return c.header }
 func (c *coreRecorder) WriteHeader(code int) {
 	if c.code == 0 && code >= 200 {
 		c.code = code
+		c.presize()
+	}
+}
+
+// presize makes room for the answer the core announced, within the limit,
+// so the body is not copied as it grows.
+func (c *coreRecorder) presize() {
+	n, err := strconv.ParseInt(c.header.Get("Content-Length"), 10, 64)
+	if err == nil && n > 0 && n <= c.limit {
+		c.body.Grow(int(n))
 	}
 }
 
