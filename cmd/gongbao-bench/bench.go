@@ -238,6 +238,21 @@ func commandLine(o options) string {
 	if (o.smoke && o.rounds != 1) || (!o.smoke && o.rounds != 4) {
 		parts = append(parts, fmt.Sprintf("-rounds %d", o.rounds))
 	}
+	if loads := loadsText(o.openLoads); loads != defaultOpenLoads {
+		parts = append(parts, "-open-loads "+loads)
+	}
+	if keys := variantKeys(o.variants); keys != allVariantKeys() {
+		parts = append(parts, "-variants "+keys)
+	}
+	if !o.callbacks {
+		parts = append(parts, "-callbacks=false")
+	}
+	if o.poolSize != 256 {
+		parts = append(parts, fmt.Sprintf("-pool %d", o.poolSize))
+	}
+	if o.caddyGlobal != "" {
+		parts = append(parts, fmt.Sprintf("-caddy-global %q", o.caddyGlobal))
+	}
 	if o.cbWorkers != 0 {
 		parts = append(parts, fmt.Sprintf("-callback-workers %d", o.cbWorkers))
 	}
@@ -245,4 +260,24 @@ func commandLine(o options) string {
 		parts = append(parts, "-out "+filepath.Base(o.out))
 	}
 	return strings.Join(parts, " ")
+}
+
+// variantKeys is a -variants value selecting the given variants, in
+// table order.
+func variantKeys(selected map[string]bool) string {
+	var keys []string
+	for _, v := range variants {
+		if selected[v.key] {
+			keys = append(keys, v.key)
+		}
+	}
+	return strings.Join(keys, ",")
+}
+
+func allVariantKeys() string {
+	all := map[string]bool{}
+	for _, v := range variants {
+		all[v.key] = true
+	}
+	return variantKeys(all)
 }

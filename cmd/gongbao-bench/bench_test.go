@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
@@ -45,7 +47,8 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := string(data)
-	for _, want := range []string{"Hand-written text.", "More text.", "| (a) |", "| (b) |", "| (c) |", "| (d) |", "| sqlite |", "| postgres |"} {
+	for _, want := range []string{"Hand-written text.", "More text.", "| (a) |", "| (b) |", "| (c) |", "| (d) |", "| sqlite |", "| postgres |",
+		"#### Open loop at 25 % of (b)'s closed-loop throughput", "at 25 % of (b)'s throughput"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("the report file lacks %q:\n%s", want, text)
 		}
@@ -205,5 +208,107 @@ func TestEnqueuePostsRefusedEventsAgain(t *testing.T) {
 	}
 	if len(policies) != 40 {
 		t.Fatalf("%d distinct policies stored, want 40", len(policies))
+	}
+}
+
+func TestParseCPUStat(t *testing.T) {
+	// user nice system idle iowait irq softirq steal guest guest_nice
+	s, err := parseCPUStat("cpu  100 5 30 800 20 1 4 0 50 0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.total != 960 || s.busy != 140 {
+		t.Fatalf("got busy %d of %d, want 140 of 960 (guest is inside user)", s.busy, s.total)
+	}
+	for _, bad := range []string{"cpu0 1 2 3 4 5", "intr 1 2 3 4 5", "cpu 1 x 3 4 5", "cpu 1 2"} {
+		if _, err := parseCPUStat(bad); err == nil {
+			t.Errorf("%q: accepted", bad)
+		}
+	}
+	var m busyMeter
+	if m.fraction() != -1 {
+		t.Error("an empty meter claims a busy share")
+	}
+	m.busy, m.total = 100, 200 // 2 s of CPU time, 1 s busy
+	m.addOwn(500*time.Millisecond, nil)
+	if m.fraction() != 0.5 || m.ownFraction() != 0.25 {
+		t.Fatalf("busy %v, own %v; want 0.5 and 0.25", m.fraction(), m.ownFraction())
+	}
+	m.addOwn(0, errors.New("no /proc"))
+	if m.ownFraction() != -1 {
+		t.Error("a failed own sample still gives a share")
+	}
+	m.unknown = true
+	m.busy, m.total = 1, 2
+	if m.fraction() != -1 {
+		t.Error("a meter with a failed sample claims a busy share")
+	}
+}
+
+func TestParseLoads(t *testing.T) {
+	got, err := parseLoads(" 0.5, 0.25 ,")
+	if err != nil || len(got) != 2 || got[0] != 0.5 || got[1] != 0.25 {
+		t.Fatalf("got %v, %v", got, err)
+	}
+	if loadsText(got) != defaultOpenLoads {
+		t.Fatalf("loadsText = %q", loadsText(got))
+	}
+	for _, bad := range []string{"", "0", "-0.5", "2.5", "x", "0.5,0.5", "0.1,0.2,0.3,0.4,0.5,0.6"} {
+		if _, err := parseLoads(bad); err == nil {
+			t.Errorf("%q: accepted", bad)
+		}
+	}
+}
+
+// TestCommandLineRepeatsTheRun: the printed command parses back into the
+// same settings.
+func TestCommandLineRepeatsTheRun(t *testing.T) {
+	args := []string{"-duration", "8s", "-rounds", "2", "-variants", "c,a", "-callbacks=false", "-open-loads", "0.5,0.1", "-pool", "16"}
+	o, err := parseOptions(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := commandLine(o)
+	again, err := parseOptions(strings.Fields(cmd)[3:], io.Discard)
+	if err != nil {
+		t.Fatalf("%s: %v", cmd, err)
+	}
+	if fmt.Sprint(again.duration, again.rounds, again.variants, again.callbacks, again.openLoads, again.poolSize) !=
+		fmt.Sprint(o.duration, o.rounds, o.variants, o.callbacks, o.openLoads, o.poolSize) {
+		t.Fatalf("%s does not repeat %v", cmd, args)
+	}
+	if d, _ := parseOptions(nil, io.Discard); strings.Contains(commandLine(d), "-open-loads") || strings.Contains(commandLine(d), "-variants") {
+		t.Fatalf("default settings printed: %s", commandLine(d))
+	}
+}
+
+// TestReportOpenLoads renders the open-loop tables and goal rows from
+// made-up results: the goal only at half load, the lighter loads as
+// informational rows, unknown busy shares (outside Linux) as "—".
+func TestReportOpenLoads(t *testing.T) {
+	phase := func(f float64, rate int, p99 time.Duration, busy float64) openPhase {
+		return openPhase{fraction: f, rate: rate, res: attackResult{Rate: float64(rate), P99: p99}, busy: busy, ownBusy: busy}
+	}
+	result := func(key string, p99Half, p99Quarter time.Duration, busy float64) inboundResult {
+		v, _ := variantByKey(key)
+		return inboundResult{v: v, closed: attackResult{Throughput: 4000}, peakRSS: 1024,
+			opens: []openPhase{phase(0.5, 2000, p99Half, busy), phase(0.25, 1000, p99Quarter, -1)}}
+	}
+	rep := &report{opts: options{openLoads: []float64{0.5, 0.25}, rounds: 1},
+		inbound: []inboundResult{result("b", 90*time.Millisecond, 4*time.Millisecond, 0.97), result("c", 100*time.Millisecond, 4500*time.Microsecond, 0.99)}}
+	md := rep.markdown()
+	for _, want := range []string{
+		"| (c) p99 added over (b) ≤ 1 ms at half load | +10.00 ms; machine CPU busy: (b) 97 % (own 97 %), (c) 99 % (own 99 %) | **no** |",
+		"#### Open loop at 25 % of (b)'s closed-loop throughput",
+		"| (c) | gongbao, idempotency off, journal off | 1000 (1000) | 0.00 ms | 4.50 ms | +0.50 ms | — | — |",
+		"| (c) p99 added over (b) at 25 % of (b)'s throughput (machine CPU busy not measured; informational) | +0.50 ms; machine CPU busy: (b) —, (c) — | n/a |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("the report lacks %q:\n%s", want, md)
+		}
+	}
+	rep.opts.openLoads = []float64{0.25, 0.5}
+	if md := rep.markdown(); !strings.Contains(md, "at half load | not measured: the first -open-loads is 25 %, not 0.5 | n/a |") {
+		t.Errorf("a first load other than 0.5 was judged as the half load:\n%s", md)
 	}
 }

@@ -60,20 +60,39 @@ type inboundResult struct {
 	skipped   string // why it did not run
 	err       error
 	closed    attackResult
-	open      attackResult
-	openRate  int
+	opens     []openPhase   // one per -open-loads fraction, in order: the first is the half load
 	cpuPerReq time.Duration // server CPU (user+system) per request, closed loop
 	peakRSS   int64         // KiB, the server under test
 	coreRSS   int64         // KiB, the core behind it
+}
+
+// openPhase is a variant's open-loop measurement at one rate.
+type openPhase struct {
+	fraction  float64 // of (b)'s closed-loop throughput
+	rate      int     // offered, req/s
+	res       attackResult
+	cpuPerReq time.Duration // server CPU per answered request; 0: unknown
+	busy      float64       // machine-wide CPU busy fraction over its rounds; -1: unknown
+	ownBusy   float64       // the part of it used by this process, the server and its core; -1: unknown
+}
+
+// openAt is the i-th open-loop phase, or an empty one when the variant
+// did not reach it.
+func (r inboundResult) openAt(i int) openPhase {
+	if i < len(r.opens) {
+		return r.opens[i]
+	}
+	return openPhase{busy: -1, ownBusy: -1}
 }
 
 // runInbound measures every selected variant side by side: all of them
 // are started first (each with its own fresh core), then measured in
 // interleaved rounds, the order rotating every round, so that a
 // disturbance from outside (the machine may be shared) spreads over all
-// variants instead of spoiling one. Closed-loop rounds come first; half
-// of (b)'s closed-loop throughput is then the rate of the open-loop
-// rounds. Results come back in table order.
+// variants instead of spoiling one. Closed-loop rounds come first; each
+// -open-loads fraction of (b)'s closed-loop throughput is then the rate
+// of one open-loop phase (half of it first, the issue's definition).
+// Results come back in table order.
 func (b *bench) runInbound(ctx context.Context) []inboundResult {
 	var all []*live
 	for _, v := range variants {
@@ -100,12 +119,16 @@ func (b *bench) runInbound(ctx context.Context) []inboundResult {
 	if base == nil || !base.running() {
 		for _, l := range all {
 			if l.running() {
-				l.fail(errors.New("not measured at half load: (b) gave no throughput to derive the rate from"))
+				l.fail(errors.New("not measured in the open loop: (b) gave no throughput to derive the rates from"))
 			}
 		}
 	} else {
-		half := max(1, int(math.Round(base.res.closed.Throughput/2)))
-		b.openRounds(ctx, all, half)
+		// The rates are fixed now, from (b)'s closed loop: should (b)
+		// fail in an open-loop phase, the others still run theirs.
+		baseThroughput := base.res.closed.Throughput
+		for _, f := range b.opts.openLoads {
+			b.openRounds(ctx, all, f, max(1, int(math.Round(baseThroughput*f))))
+		}
 	}
 	out := make([]inboundResult, 0, len(all))
 	for _, l := range all {
@@ -113,6 +136,9 @@ func (b *bench) runInbound(ctx context.Context) []inboundResult {
 			l.finish(ctx)
 		}
 		b.logf("(%s) %s", l.res.v.label, l.res.summary(b.opts.concurrency))
+		if len(l.closed) > 1 || len(l.opens) > 1 {
+			b.logf("(%s) per round: %s", l.res.v.label, l.rounds())
+		}
 		out = append(out, l.res)
 	}
 	return out
@@ -128,9 +154,18 @@ type live struct {
 	newTargeter func() vegeta.Targeter
 	check       checker
 	closed      []attackResult
-	open        []attackResult
-	openLat     []time.Duration
+	opens       []*openAcc // one per open-loop phase it ran
 	cpu         time.Duration
+}
+
+// openAcc gathers a variant's rounds of one open-loop phase.
+type openAcc struct {
+	fraction float64
+	rate     int
+	rounds   []attackResult
+	lat      []time.Duration // every request's, for exact quantiles
+	cpu      time.Duration   // the server's
+	machine  busyMeter
 }
 
 func liveByKey(all []*live, k string) *live {
@@ -266,34 +301,87 @@ func (b *bench) closedRounds(ctx context.Context, all []*live) {
 	}
 }
 
-// openRounds measures latency at a constant rate. Offered more than it
-// can serve, a variant queues up and, past its store's 3 s bound, sheds
-// load with signed 系统繁忙 replies: counted and reported, not a failure.
-// Any other failure is one.
-func (b *bench) openRounds(ctx context.Context, all []*live, rate int) {
+// openRounds measures latency at a constant rate, fraction of (b)'s
+// throughput: one phase, split into rounds like the closed loop. Offered
+// more than it can serve, a variant queues up and, past its store's 3 s
+// bound, sheds load with signed 系统繁忙 replies: counted and reported,
+// not a failure. Any other failure is one.
+func (b *bench) openRounds(ctx context.Context, all []*live, fraction float64, rate int) {
 	d := b.opts.duration / time.Duration(b.opts.rounds)
-	c := uint64(b.opts.concurrency)
+	phase := map[*live]*openAcc{}
 	for round := range b.opts.rounds {
 		for _, l := range roundOrder(all, round) {
 			if ctx.Err() != nil {
 				l.fail(fmt.Errorf("interrupted: %w", context.Cause(ctx)))
 				continue
 			}
-			l.res.openRate = rate
-			r := attack(ctx, attackSpec{name: l.res.v.key, targeter: l.newTargeter(), rate: rate,
-				workers: c, maxWorkers: 4 * c, duration: d, check: l.check, verifyEvery: b.opts.verifyEvery,
-				allowShed: l.res.closed.Throughput < float64(rate), latencies: &l.openLat})
-			l.open = append(l.open, r)
-			if r.failed() {
-				l.fail(fmt.Errorf("open loop at %d req/s, round %d: %s", rate, round+1, r.failureSummary()))
+			a := phase[l]
+			if a == nil {
+				a = &openAcc{fraction: fraction, rate: rate}
+				phase[l] = a
+				l.opens = append(l.opens, a)
+			}
+			if r := b.openRound(ctx, l, a, d); r.failed() {
+				l.fail(fmt.Errorf("open loop at %d req/s (%s of (b)), round %d: %s", rate, pct(fraction), round+1, r.failureSummary()))
 			}
 		}
 	}
+	// A variant stopped before this phase has no entry, so the i-th
+	// entry of every variant is the i-th fraction.
 	for _, l := range all {
-		if len(l.open) > 0 {
-			l.res.open = merge(l.open, l.openLat)
+		if a := phase[l]; a != nil {
+			l.res.opens = append(l.res.opens, a.result())
 		}
 	}
+}
+
+// openRound is one round of an open-loop phase. Around it are read the
+// server's CPU time and the whole machine's busy time: an open loop costs
+// more CPU per request than a closed one (every request is its own
+// wake-up chain through the load generator, Caddy and the core), and the
+// load generator shares the CPUs, so a rate the server alone could serve
+// easily may still saturate the machine.
+func (b *bench) openRound(ctx context.Context, l *live, a *openAcc, d time.Duration) attackResult {
+	c := uint64(b.opts.concurrency)
+	spec := attackSpec{name: l.res.v.key, targeter: l.newTargeter(), rate: a.rate,
+		workers: c, maxWorkers: 4 * c, duration: d, check: l.check, verifyEvery: b.opts.verifyEvery,
+		allowShed: l.res.closed.Throughput < float64(a.rate), latencies: &a.lat}
+	var r attackResult
+	cpu0, err0 := l.server.cpuTime()
+	others0, errO0 := l.othersCPU()
+	a.machine.around(func() { r = attack(ctx, spec) })
+	cpu1, err1 := l.server.cpuTime()
+	others1, errO1 := l.othersCPU()
+	if err0 == nil && err1 == nil {
+		a.cpu += cpu1 - cpu0
+	}
+	a.machine.addOwn(cpu1-cpu0+others1-others0, errors.Join(err0, err1, errO0, errO1))
+	a.rounds = append(a.rounds, r)
+	return r
+}
+
+// othersCPU is the CPU time used so far by the benchmark's processes in a
+// round besides the server: this one (vegeta runs in it) and the core
+// behind a Caddy. With the server's, it tells the machine's busy time
+// the benchmark caused from other load on a shared machine.
+func (l *live) othersCPU() (time.Duration, error) {
+	self, err := pidCPUTime(os.Getpid())
+	if err != nil || l.core == l.server {
+		return self, err
+	}
+	core, err := l.core.cpuTime()
+	return self + core, err
+}
+
+// result merges the phase's rounds. Server CPU is per answered request:
+// a shed reply costs CPU too.
+func (a *openAcc) result() openPhase {
+	p := openPhase{fraction: a.fraction, rate: a.rate, res: merge(a.rounds, a.lat),
+		busy: a.machine.fraction(), ownBusy: a.machine.ownFraction()}
+	if p.res.Requests > 0 {
+		p.cpuPerReq = a.cpu / time.Duration(p.res.Requests)
+	}
+	return p
 }
 
 // finish reads the peak RSS of the variant's processes.
@@ -317,8 +405,27 @@ func (r inboundResult) summary(concurrency int) string {
 	case r.err != nil:
 		return "FAILED: " + r.err.Error()
 	}
-	return fmt.Sprintf("%.0f req/s at %d concurrent (%s CPU/req); p50 %s p99 %s at %d req/s (achieved %.0f, %d shed); peak RSS %.0f MiB",
-		r.closed.Throughput, concurrency, micros(r.cpuPerReq), ms(r.open.P50), ms(r.open.P99), r.openRate, r.open.Rate, r.open.Shed, mib(r.peakRSS))
+	s := fmt.Sprintf("%.0f req/s at %d concurrent (%s CPU/req)", r.closed.Throughput, concurrency, micros(r.cpuPerReq))
+	for _, p := range r.opens {
+		s += fmt.Sprintf("; at %s of (b), %d req/s (achieved %.0f, %d shed): p50 %s p99 %s, %s CPU/req, machine CPU busy %s",
+			pct(p.fraction), p.rate, p.res.Rate, p.res.Shed, ms(p.res.P50), ms(p.res.P99), micros(p.cpuPerReq), busyText(p.busy, p.ownBusy))
+	}
+	return s + fmt.Sprintf("; peak RSS %.0f MiB", mib(r.peakRSS))
+}
+
+// rounds lists each round's throughput and p99, to tell a disturbance
+// (one bad round) from a steady cost.
+func (l *live) rounds() string {
+	var parts []string
+	for i, r := range l.closed {
+		parts = append(parts, fmt.Sprintf("closed %d: %.0f req/s", i+1, r.Throughput))
+	}
+	for _, a := range l.opens {
+		for i, r := range a.rounds {
+			parts = append(parts, fmt.Sprintf("open %s %d: p99 %s", pct(a.fraction), i+1, ms(r.P99)))
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // died adds the server's log when it is no longer running.
@@ -390,6 +497,11 @@ func (b *bench) startCaddyAdmin(ctx context.Context, dir, name, global, site str
 	admin, err := b.ports.free()
 	if err != nil {
 		return nil, 0, 0, err
+	}
+	// -caddy-global lines go into every Caddy's global options (for
+	// experiments, e.g. a log level); "\n" in the flag is a new line.
+	if extra := strings.ReplaceAll(b.opts.caddyGlobal, `\n`, "\n"); extra != "" {
+		global = extra + "\n\t" + global
 	}
 	caddyfile := fmt.Sprintf(`{
 	admin 127.0.0.1:%d

@@ -194,8 +194,12 @@ func (p *proc) rss() (int64, error) { return p.statusKiB("VmRSS") }
 const clockTick = 100
 
 // cpuTime is the CPU time (user + system) the process has used so far.
-func (p *proc) cpuTime() (time.Duration, error) {
-	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.cmd.Process.Pid), "stat"))
+func (p *proc) cpuTime() (time.Duration, error) { return pidCPUTime(p.cmd.Process.Pid) }
+
+// pidCPUTime is the CPU time (user + system) process pid has used so far;
+// it fails outside Linux.
+func pidCPUTime(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
 	if err != nil {
 		return 0, err
 	}
