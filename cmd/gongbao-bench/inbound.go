@@ -321,7 +321,12 @@ func (b *bench) openRounds(ctx context.Context, all []*live, fraction float64, r
 				phase[l] = a
 				l.opens = append(l.opens, a)
 			}
-			if r := b.openRound(ctx, l, a, d); r.failed() {
+			profiled := b.profileFor(ctx, l.admin, fmt.Sprintf("caddy-%s.open%02.0f-%d", l.res.v.key, 100*fraction, round+1), max(1, int(d.Seconds())-1))
+			r := b.openRound(ctx, l, a, d)
+			if err := <-profiled; err != nil {
+				b.logf("(%s) CPU profile: %v", l.res.v.label, err)
+			}
+			if r.failed() {
 				l.fail(fmt.Errorf("open loop at %d req/s (%s of (b)), round %d: %s", rate, pct(fraction), round+1, r.failureSummary()))
 			}
 		}

@@ -56,9 +56,10 @@
 // Every phase is bounded in time and count, and every child process is
 // stopped when the run ends, also on an error or Ctrl-C.
 //
-// -profile DIR saves a CPU profile of every Caddy during its closed-loop
-// phase, taken from its admin endpoint's /debug/pprof (read them with
-// go tool pprof -top DIR/caddy-d.cpu.pprof).
+// -profile DIR saves a CPU profile of every Caddy during each round of
+// its closed- and open-loop phases, taken from its admin endpoint's
+// /debug/pprof (read them with go tool pprof -top
+// DIR/caddy-d.closed-1.cpu.pprof; open-loop ones are named open50-1, …).
 //
 // -smoke runs the same pipeline in seconds (1 s per phase, every
 // -open-loads fraction included, 200 events) for CI. The exit status is non-zero when any variant fails to produce
@@ -149,7 +150,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	loads := fs.String("open-loads", defaultOpenLoads, "open-loop phases, as fractions of (b)'s closed-loop throughput, each as long as -duration and split into -rounds: the first (0.5, the issue's half load) feeds the main and goal tables, each further one its own table (a lighter load leaves the machine CPU headroom)")
 	fs.IntVar(&o.rounds, "rounds", 0, "interleaved rounds each phase's duration is split into (default 4, smoke 1)")
 	fs.IntVar(&o.cbWorkers, "callback-workers", 0, "callbacks { workers N } of the drain (default: the sidecar's default, 10)")
-	fs.StringVar(&o.profileDir, "profile", "", "save a CPU profile of each Caddy during its closed-loop phase (from its admin /debug/pprof) in this folder")
+	fs.StringVar(&o.profileDir, "profile", "", "save a CPU profile of each Caddy during every closed- and open-loop round (from its admin /debug/pprof) in this folder")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
