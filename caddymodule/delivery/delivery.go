@@ -282,7 +282,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err := e.q.migrate(ctx, e.d); err != nil {
 		return nil, fmt.Errorf("delivery: migrating tables: %w", store.Unavailable(err))
 	}
-	e.q.prepare(ctx, enqueueQueries)
+	e.db.Prepare(ctx, enqueueQueries...) // outside any transaction, after the tables exist
 	return e, nil
 }
 

@@ -254,8 +254,8 @@ func (e *Engine) enqueueIn(ctx context.Context, tx queueTx, rows []Delivery) ([]
 	return out, nil
 }
 
-// The statements run for every delivery enqueued, prepared once (see
-// queue.prepare).
+// The statements run for every delivery enqueued, prepared once per store
+// handle (store.DB.Prepare, called by New).
 const (
 	insertDeliverySQL = `INSERT INTO gongbao_deliveries
 			(event, callback, reply_root, url, request_uuid, idempotency_key, order_key, body,

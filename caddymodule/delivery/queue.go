@@ -32,10 +32,6 @@ type queue interface {
 	inTx(ctx context.Context, fn func(tx queueTx) error) error
 	// migrate creates River's tables and ours, in one transaction.
 	migrate(ctx context.Context, d dialect) error
-	// prepare, called once after migrate, prepares the statements run for
-	// every delivery so that inTx does not parse them again each time.
-	// A statement that fails to prepare is parsed on each use instead.
-	prepare(ctx context.Context, queries []string)
 	start(ctx context.Context) error
 	stop(ctx context.Context) error
 	stopAndCancel(ctx context.Context) error
@@ -99,8 +95,6 @@ type riverQueue[TTx any] struct {
 	begin    func(ctx context.Context) (TTx, store.Runner, error)
 	commit   func(ctx context.Context, tx TTx) error
 	rollback func(ctx context.Context, tx TTx)
-	// prepareFn implements prepare; nil means nothing to do.
-	prepareFn func(ctx context.Context, queries []string)
 	// lockMigrations, when set, serialises migrations of instances
 	// starting at once with a lock held outside any transaction (see
 	// migrate); nil means "one transaction is enough".
@@ -112,61 +106,20 @@ func newSQLiteQueue(e *Engine) (queue, error) {
 	if db == nil {
 		return nil, fmt.Errorf("%w: sqlite store without a handle", ErrInvalid)
 	}
-	stmts := map[string]*sql.Stmt{} // written by prepare only, before any inTx
-	q, err := newRiverQueue(e, riversqlite.New(db), "", store.SQLRunner(db),
+	// Our statements run through the store's prepared statements
+	// (store.DB.Prepare, called by New): parsing them was a sixth of the
+	// CPU time of grouped enqueues on SQLite.
+	return newRiverQueue(e, riversqlite.New(db), "", store.SQLRunner(db),
 		func(ctx context.Context) (*sqlTx, store.Runner, error) {
 			tx, err := db.BeginTx(ctx, nil)
 			if err != nil {
 				return nil, nil, err
 			}
-			return tx, store.SQLRunner(preparedTx{tx: tx, stmts: stmts}), nil
+			return tx, e.db.TxRunner(tx), nil
 		},
 		func(_ context.Context, tx *sqlTx) error { return tx.Commit() },
 		func(_ context.Context, tx *sqlTx) { _ = tx.Rollback() },
 	)
-	if err != nil {
-		return nil, err
-	}
-	// Parsing our statements was a sixth of the CPU time of grouped
-	// enqueues on SQLite, which caches no statements (pgx does, per
-	// connection). They are prepared on the handle, outside any
-	// transaction: a transaction holds the handle's only connection.
-	q.prepareFn = func(ctx context.Context, queries []string) {
-		for _, query := range queries {
-			if s, err := db.PrepareContext(ctx, query); err == nil {
-				stmts[query] = s
-			}
-		}
-	}
-	return q, nil
-}
-
-// preparedTx runs the statements prepared on the handle within tx, and
-// any other statement as tx would.
-type preparedTx struct {
-	tx    *sql.Tx
-	stmts map[string]*sql.Stmt
-}
-
-func (p preparedTx) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if s, ok := p.stmts[query]; ok {
-		return p.tx.StmtContext(ctx, s).ExecContext(ctx, args...)
-	}
-	return p.tx.ExecContext(ctx, query, args...)
-}
-
-func (p preparedTx) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
-	if s, ok := p.stmts[query]; ok {
-		return p.tx.StmtContext(ctx, s).QueryContext(ctx, args...)
-	}
-	return p.tx.QueryContext(ctx, query, args...)
-}
-
-func (p preparedTx) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	if s, ok := p.stmts[query]; ok {
-		return p.tx.StmtContext(ctx, s).QueryRowContext(ctx, args...)
-	}
-	return p.tx.QueryRowContext(ctx, query, args...)
 }
 
 func newPostgresQueue(e *Engine) (queue, error) {
@@ -397,12 +350,6 @@ func (q *riverQueue[TTx]) migrate(ctx context.Context, d dialect) error {
 		return err
 	}
 	return store.Unavailable(q.commit(ctx, tx))
-}
-
-func (q *riverQueue[TTx]) prepare(ctx context.Context, queries []string) {
-	if q.prepareFn != nil {
-		q.prepareFn(ctx, queries)
-	}
 }
 
 func (q *riverQueue[TTx]) start(ctx context.Context) error {

@@ -98,7 +98,7 @@ func (db *DB) InTx(ctx context.Context, fn func(q Runner) error) error {
 			return unavailable(err)
 		}
 		defer tx.Rollback() //nolint:errcheck // no-op after Commit
-		if err := fn(SQLRunner(tx)); err != nil {
+		if err := fn(db.TxRunner(tx)); err != nil {
 			return err
 		}
 		return unavailable(tx.Commit())

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -16,7 +15,8 @@ import (
 // platform request (claim and settle), the disk's fsync rate, halved, was
 // the sidecar's whole throughput. The committer below collects the
 // single-statement writes that arrive while a commit is under way and
-// commits them together, one transaction and one fsync for the lot — what
+// commits them together, one transaction and one fsync for the lot, with
+// the statements prepared once (prepared.go) — what
 // PostgreSQL does for concurrent commits by itself. Each caller still gets
 // its own statement's result, and only once the shared commit is durable.
 //
@@ -53,21 +53,19 @@ const (
 
 // groupCommitter runs the shared transactions of one SQLite handle.
 type groupCommitter struct {
-	db      *sql.DB
+	db      *DB
 	queue   chan *pendingWrite
 	closing chan struct{}
 	stopped chan struct{}
-	stmts   map[string]*sql.Stmt // prepared once per query; loop goroutine only
 	batch   []*pendingWrite
 }
 
-func newGroupCommitter(db *sql.DB) *groupCommitter {
+func newGroupCommitter(db *DB) *groupCommitter {
 	g := &groupCommitter{
 		db:      db,
 		queue:   make(chan *pendingWrite, maxGroup),
 		closing: make(chan struct{}),
 		stopped: make(chan struct{}),
-		stmts:   make(map[string]*sql.Stmt),
 	}
 	go g.loop()
 	return g
@@ -110,7 +108,6 @@ func (g *groupCommitter) close() {
 
 func (g *groupCommitter) loop() {
 	defer close(g.stopped)
-	defer g.closeStatements()
 	for {
 		select {
 		case w := <-g.queue:
@@ -145,12 +142,12 @@ func (g *groupCommitter) collect(first *pendingWrite) []*pendingWrite {
 // callers are still waiting taken.
 func (g *groupCommitter) commit(batch []*pendingWrite) {
 	ctx := context.Background()
-	// Statements are prepared before the transaction takes the handle's
-	// only connection: preparing needs a connection too.
+	// Statements are prepared (once per handle) before the transaction
+	// takes the handle's only connection: preparing needs one too.
 	for _, w := range batch {
-		g.prepare(ctx, w.query)
+		g.db.Prepare(ctx, w.query)
 	}
-	tx, err := g.db.BeginTx(ctx, nil)
+	tx, err := g.db.SQL.BeginTx(ctx, nil)
 	if err != nil {
 		for _, w := range batch {
 			g.finish(w, 0, unavailable(err), true)
@@ -163,8 +160,9 @@ func (g *groupCommitter) commit(batch []*pendingWrite) {
 			taken = append(taken, w)
 		}
 	}
+	run := g.db.TxRunner(tx)
 	for i, w := range taken {
-		n, err := g.execIn(ctx, tx, w)
+		n, err := run.Exec(ctx, w.query, w.args...)
 		if err != nil {
 			_ = tx.Rollback()
 			g.oneByOne(taken[i:], taken[:i])
@@ -189,35 +187,9 @@ func (g *groupCommitter) commit(batch []*pendingWrite) {
 func (g *groupCommitter) oneByOne(failing, ran []*pendingWrite) {
 	for _, group := range [][]*pendingWrite{ran, failing} {
 		for _, w := range group {
-			n, err := SQLRunner(g.db).Exec(context.WithoutCancel(w.ctx), w.query, w.args...)
+			n, err := SQLRunner(g.db.SQL).Exec(context.WithoutCancel(w.ctx), w.query, w.args...)
 			g.finish(w, n, err, false)
 		}
-	}
-}
-
-// execIn runs w's statement inside tx with the statement prepared once
-// for the handle: parsing SQL was a tenth of the store's CPU time.
-func (g *groupCommitter) execIn(ctx context.Context, tx *sql.Tx, w *pendingWrite) (int64, error) {
-	stmt, ok := g.stmts[w.query]
-	if !ok { // preparing failed: the statement's own error comes from here
-		return SQLRunner(tx).Exec(ctx, w.query, w.args...)
-	}
-	res, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, sqliteArgs(w.args)...)
-	if err != nil {
-		return 0, unavailable(err)
-	}
-	n, err := res.RowsAffected()
-	return n, unavailable(err)
-}
-
-// prepare prepares query once for the handle (the few statements of the
-// idempotency records); a failure is left for execIn to report.
-func (g *groupCommitter) prepare(ctx context.Context, query string) {
-	if _, ok := g.stmts[query]; ok {
-		return
-	}
-	if s, err := g.db.PrepareContext(ctx, query); err == nil {
-		g.stmts[query] = s
 	}
 }
 
@@ -239,12 +211,6 @@ func (g *groupCommitter) refuseQueued() {
 		default:
 			return
 		}
-	}
-}
-
-func (g *groupCommitter) closeStatements() {
-	for _, s := range g.stmts {
-		s.Close()
 	}
 }
 
@@ -279,7 +245,7 @@ func (db *DB) committer() *groupCommitter {
 	if c.done {
 		return nil
 	}
-	c.once.Do(func() { c.g = newGroupCommitter(db.SQL) })
+	c.once.Do(func() { c.g = newGroupCommitter(db) })
 	return c.g
 }
 

@@ -94,11 +94,15 @@ func NewJournal(ctx context.Context, db *DB) (*Journal, error) {
 	if err := db.migrate(ctx, journalMigrations); err != nil {
 		return nil, fmt.Errorf("journal: migrating the store: %w", err)
 	}
+	db.Prepare(ctx, sqlJournalInsert) // one row per exchange: parse it once
 	return &Journal{db: db}, nil
 }
 
 const journalColumns = `at, message, request_uuid, policy_no, proposal_no, outcome, duration_us, core_status,
 	request_xml, core_request, core_reply, reply_xml, error`
+
+const sqlJournalInsert = `INSERT INTO gongbao_journal (` + journalColumns + `)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
 
 // Append writes entries in one transaction: all or none.
 func (j *Journal) Append(ctx context.Context, entries []JournalEntry) error {
@@ -110,8 +114,7 @@ func (j *Journal) Append(ctx context.Context, entries []JournalEntry) error {
 			args := []any{dbNow(e.At), e.Message, e.RequestUUID, e.PolicyNo, e.ProposalNo, e.Outcome,
 				e.Duration.Microseconds(), e.CoreStatus, nullBytes(e.RequestXML), nullBytes(e.CoreRequest),
 				nullBytes(e.CoreReply), nullBytes(e.ReplyXML), e.Error}
-			if _, err := q.Exec(ctx, `INSERT INTO gongbao_journal (`+journalColumns+`)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`, args...); err != nil {
+			if _, err := q.Exec(ctx, sqlJournalInsert, args...); err != nil {
 				return err
 			}
 		}

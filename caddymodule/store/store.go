@@ -52,7 +52,8 @@ type DB struct {
 	// Pool is the PostgreSQL pool.
 	Pool *pgxpool.Pool
 
-	group committerOnce // SQLite's group commit (Writer), started on first use
+	group committerOnce  // SQLite's group commit (Writer), started on first use
+	stmts statementCache // SQLite's prepared statements (Prepare)
 }
 
 // Open opens the configured store and checks that it answers.
@@ -177,6 +178,7 @@ func (db *DB) Close() error {
 	}
 	if db.SQL != nil {
 		db.stopCommitter()
+		db.stmts.close()
 		return db.SQL.Close()
 	}
 	return nil
