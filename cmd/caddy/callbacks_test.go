@@ -198,6 +198,12 @@ func TestEventsStoreDownAndStalled(t *testing.T) {
 	if status, body := postEventOnce(t, s, 0); status != http.StatusAccepted {
 		t.Fatalf("with the store up: %d %s", status, body)
 	}
+	// Let the first callback go out before the outage. Cut in the middle
+	// of River fetching its job, the job would stay "running" until the
+	// rescuer's next pass after rescue_after (minutes): delivered late,
+	// not lost, which the kill tests cover; here it would only make the
+	// count below depend on timing.
+	waitDelivered(t, platform, 1, 30*time.Second)
 
 	for _, fault := range []struct {
 		name       string
@@ -225,11 +231,18 @@ func TestEventsStoreDownAndStalled(t *testing.T) {
 	for n := 1; n <= 3; n++ {
 		postEventUntilAccepted(t, s, "BD-DOWN", n, 30*time.Second)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(platform.delivered()) < 4 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	waitDelivered(t, platform, 4, 30*time.Second)
+}
+
+// waitDelivered waits until the platform has seen callbacks for n
+// policies, failing the test after limit.
+func waitDelivered(t *testing.T, platform *testPlatform, n int, limit time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	for len(platform.delivered()) < n && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond) // polling the platform
 	}
-	if got := len(platform.delivered()); got != 4 {
-		t.Errorf("%d events delivered, want 4", got)
+	if got := len(platform.delivered()); got != n {
+		t.Errorf("%d events delivered, want %d", got, n)
 	}
 }

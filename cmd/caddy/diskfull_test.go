@@ -201,10 +201,7 @@ func storeFaultScenario(t *testing.T, dir, prefix string, readsMayFail bool, inj
 	for n := 1; n <= 2; n++ {
 		answers[n] = postEventUntilAccepted(t, s, prefix, n, 20*time.Second)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for len(platform.delivered()) < 3 && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond) // polling the platform
-	}
+	waitDelivered(t, platform, 3, 30*time.Second)
 	got := platform.delivered()
 	for n, a := range answers {
 		uuids := got[fmt.Sprintf("%s-%04d", prefix, n)]
