@@ -71,8 +71,8 @@ func nearKeys(key string, yield func(keyNearMiss, string) bool) {
 }
 
 // glyphVariants yields every spelling of key obtained by replacing
-// look-alike characters with each other (the spec's printed test key,
-// MeTKJnC3fIAxeer8erADRTlJ, is ambiguous exactly so), all combinations when
+// look-alike characters with each other (the test key printed in the spec
+// mixes I, l and 1-like glyphs exactly so), all combinations when
 // there are few, else one substitution at a time.
 func glyphVariants(key string, yield func(string) bool) {
 	b := []byte(key)

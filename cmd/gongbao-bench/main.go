@@ -75,6 +75,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
@@ -88,9 +89,11 @@ import (
 	"time"
 )
 
-// signKey is the platform's published test key (DESIGN §1.2), used by
-// both sides of every exchange.
-const signKey = "MeTKJnC3fIAxeer8erADRTlJ"
+// signKey is a fresh random key for each run: the benchmark plays both
+// sides of every exchange (it signs the platform's messages and checks the
+// sidecars' replies), and the sidecars get it through their environment
+// ({env.GONGBAO_SIGN_KEY}), as in production.
+var signKey = rand.Text()
 
 // defaultPostgresDSN is the development and CI database (TOOLCHAIN.md).
 const defaultPostgresDSN = "postgres://root@127.0.0.1:5432/test?sslmode=disable"
