@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"sync"
-	"sync/atomic"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
 )
@@ -38,23 +37,12 @@ const maxEnqueueGroup = 128
 
 // pendingEnqueue is one caller's delivery waiting for a shared transaction.
 type pendingEnqueue struct {
+	store.Claim
 	ctx context.Context
 	row Delivery // the row to insert, built by Enqueue
-	// claim settles who decides the request's fate once the caller's
-	// context ends: the enqueuer (taken: the caller waits for the commit)
-	// or the caller (abandoned: the enqueuer skips it). Either way the
-	// caller's answer is what happened on disk.
-	claim atomic.Int32
-	res   enqueued
-	err   error
-	done  chan struct{}
+	res enqueued
+	err error
 }
-
-const (
-	enqueueQueued int32 = iota
-	enqueueTaken
-	enqueueAbandoned
-)
 
 // enqueued is the answer to one request.
 type enqueued struct {
@@ -155,7 +143,7 @@ func (e *Engine) enqueueGroup(group []*pendingEnqueue) {
 func takeQueued(group []*pendingEnqueue) []*pendingEnqueue {
 	taken := make([]*pendingEnqueue, 0, len(group))
 	for _, p := range group {
-		if p.claim.CompareAndSwap(enqueueQueued, enqueueTaken) {
+		if p.Take() {
 			taken = append(taken, p)
 		}
 	}
@@ -196,12 +184,12 @@ func (e *Engine) enqueueAlone(ctx context.Context, row Delivery) (enqueued, erro
 
 func answer(p *pendingEnqueue, res enqueued, err error) {
 	p.res, p.err = res, err
-	close(p.done)
+	p.Settle()
 }
 
 // answerQueued answers p unless its caller has abandoned it.
 func answerQueued(p *pendingEnqueue, err error) {
-	if p.claim.CompareAndSwap(enqueueQueued, enqueueTaken) {
+	if p.Take() {
 		answer(p, enqueued{}, err)
 	}
 }

@@ -31,15 +31,10 @@ func (e *Engine) Enqueue(ctx context.Context, n NewDelivery) (Delivery, bool, er
 	if err := ctx.Err(); err != nil {
 		return Delivery{}, false, enqueueError(err)
 	}
-	p := &pendingEnqueue{ctx: ctx, row: e.newRow(n), done: make(chan struct{})}
+	p := &pendingEnqueue{Claim: store.NewClaim(), ctx: ctx, row: e.newRow(n)}
 	e.enq.submit(p, e.enqueueGroup)
-	select {
-	case <-p.done:
-	case <-ctx.Done():
-		if p.claim.CompareAndSwap(enqueueQueued, enqueueAbandoned) {
-			return Delivery{}, false, enqueueError(ctx.Err())
-		}
-		<-p.done
+	if err := p.Wait(ctx); err != nil {
+		return Delivery{}, false, enqueueError(err)
 	}
 	if p.err != nil {
 		return Delivery{}, false, enqueueError(p.err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sync"
-	"sync/atomic"
 )
 
 // Group commit for SQLite.
@@ -32,24 +31,13 @@ const maxGroup = 128
 
 // pendingWrite is one caller's statement waiting for a shared commit.
 type pendingWrite struct {
+	Claim
 	ctx   context.Context
 	query string
 	args  []any
-	// claim settles who decides the write's fate once the caller's context
-	// ends: the committer (taken: the caller waits for the commit) or the
-	// caller (abandoned: the committer skips it). Either way the caller's
-	// answer is what happened on disk.
-	claim atomic.Int32
 	n     int64
 	err   error
-	done  chan struct{}
 }
-
-const (
-	writeQueued int32 = iota
-	writeTaken
-	writeAbandoned
-)
 
 // groupCommitter runs the shared transactions of one SQLite handle.
 type groupCommitter struct {
@@ -79,7 +67,7 @@ var errCommitterClosed = errors.New("store handle is closed")
 // taken into a transaction gets ErrUnavailable and the statement never
 // runs; once taken, the caller waits for the commit's outcome.
 func (g *groupCommitter) exec(ctx context.Context, query string, args []any) (int64, error) {
-	w := &pendingWrite{ctx: ctx, query: query, args: args, done: make(chan struct{})}
+	w := &pendingWrite{Claim: NewClaim(), ctx: ctx, query: query, args: args}
 	select {
 	case g.queue <- w:
 	case <-ctx.Done():
@@ -87,16 +75,10 @@ func (g *groupCommitter) exec(ctx context.Context, query string, args []any) (in
 	case <-g.closing:
 		return 0, unavailable(errCommitterClosed)
 	}
-	select {
-	case <-w.done:
-		return w.n, w.err
-	case <-ctx.Done():
-		if w.claim.CompareAndSwap(writeQueued, writeAbandoned) {
-			return 0, unavailable(ctx.Err())
-		}
-		<-w.done
-		return w.n, w.err
+	if err := w.Wait(ctx); err != nil {
+		return 0, err
 	}
+	return w.n, w.err
 }
 
 // close stops the loop after the batch in progress; queued writes that
@@ -156,7 +138,7 @@ func (g *groupCommitter) commit(batch []*pendingWrite) {
 	}
 	taken := batch[:0]
 	for _, w := range batch {
-		if w.claim.CompareAndSwap(writeQueued, writeTaken) {
+		if w.Take() {
 			taken = append(taken, w)
 		}
 	}
@@ -196,11 +178,11 @@ func (g *groupCommitter) oneByOne(failing, ran []*pendingWrite) {
 // finish answers w. ifQueued: only if its caller has not abandoned it (a
 // write refused before it was taken).
 func (g *groupCommitter) finish(w *pendingWrite, n int64, err error, ifQueued bool) {
-	if ifQueued && !w.claim.CompareAndSwap(writeQueued, writeTaken) {
+	if ifQueued && !w.Take() {
 		return
 	}
 	w.n, w.err = n, err
-	close(w.done)
+	w.Settle()
 }
 
 func (g *groupCommitter) refuseQueued() {
