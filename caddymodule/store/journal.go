@@ -41,9 +41,18 @@ type JournalQuery struct {
 // Journal is the exchange journal.
 type Journal struct{ db *DB }
 
+// journalIndexes are the same on both backends: look-ups by requestUUID,
+// policy, proposal, and retention by time.
+var journalIndexes = []string{
+	`CREATE INDEX IF NOT EXISTS gongbao_journal_uuid ON gongbao_journal (request_uuid)`,
+	`CREATE INDEX IF NOT EXISTS gongbao_journal_policy ON gongbao_journal (policy_no) WHERE policy_no <> ''`,
+	`CREATE INDEX IF NOT EXISTS gongbao_journal_proposal ON gongbao_journal (proposal_no) WHERE proposal_no <> ''`,
+	`CREATE INDEX IF NOT EXISTS gongbao_journal_at ON gongbao_journal (at)`,
+}
+
 var journalMigrations = []migration{{
 	id: "journal-0001-entries",
-	sqlite: []string{
+	sqlite: append([]string{
 		`CREATE TABLE IF NOT EXISTS gongbao_journal (
 			id           INTEGER PRIMARY KEY AUTOINCREMENT,
 			at           TEXT    NOT NULL,
@@ -60,12 +69,8 @@ var journalMigrations = []migration{{
 			reply_xml    BLOB,
 			error        TEXT    NOT NULL DEFAULT ''
 		)`,
-		`CREATE INDEX IF NOT EXISTS gongbao_journal_uuid ON gongbao_journal (request_uuid)`,
-		`CREATE INDEX IF NOT EXISTS gongbao_journal_policy ON gongbao_journal (policy_no) WHERE policy_no <> ''`,
-		`CREATE INDEX IF NOT EXISTS gongbao_journal_proposal ON gongbao_journal (proposal_no) WHERE proposal_no <> ''`,
-		`CREATE INDEX IF NOT EXISTS gongbao_journal_at ON gongbao_journal (at)`,
-	},
-	postgres: []string{
+	}, journalIndexes...),
+	postgres: append([]string{
 		`CREATE TABLE IF NOT EXISTS gongbao_journal (
 			id           BIGSERIAL   PRIMARY KEY,
 			at           TIMESTAMPTZ NOT NULL,
@@ -82,11 +87,7 @@ var journalMigrations = []migration{{
 			reply_xml    BYTEA,
 			error        TEXT        NOT NULL DEFAULT ''
 		)`,
-		`CREATE INDEX IF NOT EXISTS gongbao_journal_uuid ON gongbao_journal (request_uuid)`,
-		`CREATE INDEX IF NOT EXISTS gongbao_journal_policy ON gongbao_journal (policy_no) WHERE policy_no <> ''`,
-		`CREATE INDEX IF NOT EXISTS gongbao_journal_proposal ON gongbao_journal (proposal_no) WHERE proposal_no <> ''`,
-		`CREATE INDEX IF NOT EXISTS gongbao_journal_at ON gongbao_journal (at)`,
-	},
+	}, journalIndexes...),
 }}
 
 // NewJournal creates the journal table if missing.
