@@ -94,28 +94,6 @@ func mustParse(t *testing.T, data []byte) *Envelope {
 	return env
 }
 
-// BenchmarkParseVerifyRelease is the inbound hot path of a caller that
-// releases each envelope when done with it.
-func BenchmarkParseVerifyRelease(b *testing.B) {
-	data, err := os.ReadFile("testdata/insure_request.xml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	keys := []string{"old-key-being-rotated-out", testKey}
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		env, err := Parse(data, Limits{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, ok := env.Verify(keys); !ok {
-			b.Fatal("does not verify")
-		}
-		env.Release()
-	}
-}
-
 // TestKeptStringsDoNotPinTheMessage: Root and RequestUUID, which callers
 // keep (metric labels, journal), are not substrings of the message copy
 // the tree's strings share.

@@ -97,24 +97,3 @@ func TestEnvelopeVerify(t *testing.T) {
 		defer putBuf(b)
 	}
 }
-
-// BenchmarkParseEnvelopeVerify is BenchmarkParseVerify through
-// Envelope.Verify: no V allocated.
-func BenchmarkParseEnvelopeVerify(b *testing.B) {
-	data, err := os.ReadFile("testdata/insure_request.xml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	keys := []string{"old-key-being-rotated-out", testKey}
-	b.SetBytes(int64(len(data)))
-	b.ReportAllocs()
-	for b.Loop() {
-		env, err := Parse(data, Limits{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, ok := env.Verify(keys); !ok {
-			b.Fatal("does not verify")
-		}
-	}
-}
