@@ -38,6 +38,20 @@ func holdConnection(t *testing.T, db *DB) (release func()) {
 	return func() { conn.Close() }
 }
 
+// waitForConnectionWaiter waits until someone (the committer, with its
+// current batch) has started waiting for the handle's connection since
+// the count was before.
+func waitForConnectionWaiter(t *testing.T, db *DB, before int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for db.SQL.Stats().WaitCount == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the committer never waited for the connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // waitQueued waits until n writes sit in the committer's queue.
 func waitQueued(t *testing.T, db *DB, n int) {
 	t.Helper()
@@ -120,8 +134,9 @@ func TestGroupCommitFailureStaysWithItsCaller(t *testing.T) {
 			results <- result{k, n, err}
 		}()
 	}
+	waits := db.SQL.Stats().WaitCount
 	submit("first")
-	time.Sleep(50 * time.Millisecond)
+	waitForConnectionWaiter(t, db, waits)
 	for _, k := range []string{"a", "b", "taken", "c", "d"} {
 		submit(k)
 	}

@@ -164,21 +164,6 @@ func TestKillWhileEventsArrive(t *testing.T) {
 	t.Logf("%d events, %d kills, %d callback posts received", events, kills, platform.posts)
 }
 
-// postEventOnce posts event n once and returns the status and body.
-func postEventOnce(t *testing.T, s *sidecar, n int) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/events/policy-paid", s.HTTPPort), strings.NewReader(paidEvent("BD-DOWN", n)))
-	req.Header.Set("Idempotency-Key", fmt.Sprintf("evt-%d", n))
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req)
-	if err != nil {
-		t.Fatalf("event %d: %v", n, err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(data)
-}
-
 // TestEventsStoreDownAndStalled: when the store is down or stalls, the
 // core gets a 503 (promptly) for every event, never a 2xx; nothing is left
 // half-written; the same events are accepted and delivered once the store
@@ -195,7 +180,7 @@ func TestEventsStoreDownAndStalled(t *testing.T) {
 			fmt.Sprintf("\n\t\tcallbacks {\n\t\t\tbase %s\n\t\t\tpoll_interval 100ms\n\t\t}", platform.srv.URL),
 		Site: "handle /events/* {\n\t\tgongbao_notify\n\t}",
 	})
-	if status, body := postEventOnce(t, s, 0); status != http.StatusAccepted {
+	if status, body := postEventStatus(t, s, "BD-DOWN", 0); status != http.StatusAccepted {
 		t.Fatalf("with the store up: %d %s", status, body)
 	}
 	// Let the first callback go out before the outage. Cut in the middle
@@ -212,7 +197,7 @@ func TestEventsStoreDownAndStalled(t *testing.T) {
 		fault.down()
 		for n := 1; n <= 3; n++ {
 			start := time.Now()
-			status, body := postEventOnce(t, s, n)
+			status, body := postEventStatus(t, s, "BD-DOWN", n)
 			if status != http.StatusServiceUnavailable || !strings.Contains(body, "store_unavailable") {
 				t.Errorf("store %s, event %d: %d %s, want 503 store_unavailable", fault.name, n, status, body)
 			}
