@@ -85,9 +85,17 @@ func TestStoreDiskFull(t *testing.T) {
 
 // TestStoreReadOnly: the store's files turn read-only while the sidecar
 // runs (here: the immutable attribute, which binds root too and, on ext4,
-// refuses writes through descriptors already open, as a file system
-// remounted read-only does). The same duties as with the disk full: fail
-// closed with a retryable answer, recover when writes are possible again.
+// refuses writes through descriptors already open). The same duties as
+// with the disk full: fail closed with a retryable answer, recover when
+// writes are possible again.
+//
+// The folder, the database and its write-ahead log are made immutable,
+// not the shared-memory index (gongbao.db-shm): SQLite maps that file
+// into memory and writes it through the mapping, and a write fault there
+// is SIGBUS, which ends the process, as it would any SQLite program in WAL
+// mode. A file system the kernel remounts read-only on an I/O error would
+// do the same; SECURITY.md says so. (A plain read-only remount is refused
+// while the sidecar holds the files open for writing.)
 func TestStoreReadOnly(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "store")
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -104,30 +112,31 @@ func TestStoreReadOnly(t *testing.T) {
 	if err := os.Remove(probe); err != nil {
 		t.Fatal(err)
 	}
-	// Whatever happens, the folder must be writable again for the
+	db := filepath.Join(dir, "gongbao.db")
+	files := []string{dir, db, db + "-wal"}
+	// Whatever happens, the files must be writable again for the
 	// sidecar's shutdown and the test's clean-up (registered after the
 	// sidecar's, so it runs before them).
 	var restored bool
 	storeFaultScenario(t, dir, "BD-RO", true, func() (restore func()) {
 		t.Cleanup(func() {
 			if !restored {
-				immutable(t, "-i", dir)
+				immutable(t, "-i", files...)
 			}
 		})
-		immutable(t, "+i", dir)
+		immutable(t, "+i", files...)
 		return func() {
-			immutable(t, "-i", dir)
+			immutable(t, "-i", files...)
 			restored = true
 		}
 	})
 }
 
-// immutable sets (+i) or clears (-i) the immutable attribute of dir and
-// everything in it.
-func immutable(t *testing.T, op, dir string) {
+// immutable sets (+i) or clears (-i) the immutable attribute of paths.
+func immutable(t *testing.T, op string, paths ...string) {
 	t.Helper()
-	if out, err := exec.Command("chattr", "-R", op, dir).CombinedOutput(); err != nil {
-		t.Fatalf("chattr -R %s %s: %v %s", op, dir, err, out)
+	if out, err := exec.Command("chattr", append([]string{op}, paths...)...).CombinedOutput(); err != nil {
+		t.Fatalf("chattr %s %v: %v %s", op, paths, err, out)
 	}
 }
 
