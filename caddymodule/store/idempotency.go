@@ -91,6 +91,12 @@ const (
 	// Held: the outcome of an earlier call is unknown and the caller did not
 	// ask to retry; an operator resolves it.
 	Held
+	// ContentReplay: another key already holds the same signed content
+	// (completed, in progress or unknown) within the content window. The
+	// platform's requestUUID is not signed, so a captured message resent
+	// under a new one must not make the core act again. Record is the
+	// earlier key's record; nothing was written.
+	ContentReplay
 )
 
 func (o Outcome) String() string {
@@ -105,6 +111,8 @@ func (o Outcome) String() string {
 		return "in_flight"
 	case Held:
 		return "held"
+	case ContentReplay:
+		return "content_replay"
 	}
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
@@ -212,6 +220,25 @@ const (
 			SELECT scope, key FROM gongbao_idempotency
 			WHERE state IN ('completed', 'released') AND updated_at < $1
 			LIMIT $2)`
+	// sqlInsertUnique is sqlInsert that also refuses, in the same statement,
+	// content another key holds: $7 is the start of the content window.
+	// Released records do not count: their core never acted.
+	sqlInsertUnique = `INSERT INTO gongbao_idempotency
+		(scope, key, fingerprint, state, owner, lease_until, attempts, created_at, updated_at, note)
+		SELECT $1, $2, $3, 'in_progress', $4, $5, 1, $6, $6, ''
+		WHERE NOT EXISTS (SELECT 1 FROM gongbao_idempotency
+			WHERE scope = $1 AND fingerprint = $3 AND key <> $2
+			AND state <> 'released' AND created_at >= $7)
+		ON CONFLICT (scope, key) DO NOTHING`
+	// sqlContentHolder finds the earliest other key holding the content.
+	sqlContentHolder = `SELECT ` + recordColumns + ` FROM gongbao_idempotency
+		WHERE scope = $1 AND fingerprint = $2 AND key <> $3
+		AND state <> 'released' AND created_at >= $4
+		ORDER BY created_at LIMIT 1`
+	// sqlLockContent serialises, on PostgreSQL, the callers that claim one
+	// content: READ COMMITTED would let two new keys with the same content
+	// both see no holder. SQLite needs no lock: it runs one writer at a time.
+	sqlLockContent = `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`
 	sqlExpireAll = `UPDATE gongbao_idempotency
 		SET state = 'unknown', lease_until = NULL, note = $2, updated_at = $1
 		WHERE state = 'in_progress' AND lease_until <= $1`
@@ -242,6 +269,16 @@ const purgeBatch = 500
 // with a margin: an owner still waiting for the core when its lease ends
 // is presumed dead, and a retrying resend would call the core beside it.
 func (s *Idempotency) Begin(ctx context.Context, scope, key, fingerprint string, now time.Time, lease time.Duration, retryUnknown bool) (Outcome, Record, string, error) {
+	return s.BeginUnique(ctx, scope, key, fingerprint, now, lease, retryUnknown, time.Time{})
+}
+
+// BeginUnique is Begin that also treats the fingerprint as a claim on the
+// content: when another key of the scope, created at or after
+// contentSince, holds the same fingerprint and is not released, the
+// outcome is ContentReplay (with that key's record) and nothing is
+// written — whether this key is new or would be taken over. A zero
+// contentSince is Begin.
+func (s *Idempotency) BeginUnique(ctx context.Context, scope, key, fingerprint string, now time.Time, lease time.Duration, retryUnknown bool, contentSince time.Time) (Outcome, Record, string, error) {
 	if err := checkKey(scope, key); err != nil {
 		return 0, Record{}, "", err
 	}
@@ -249,6 +286,10 @@ func (s *Idempotency) Begin(ctx context.Context, scope, key, fingerprint string,
 		return 0, Record{}, "", errors.New("idempotency begin: empty fingerprint or non-positive lease")
 	}
 	now = dbNow(now)
+	c := content{since: contentSince}
+	if !contentSince.IsZero() {
+		c.since = dbNow(contentSince)
+	}
 	token := rand.Text()
 	q, err := s.db.Writer()
 	if err != nil {
@@ -257,7 +298,7 @@ func (s *Idempotency) Begin(ctx context.Context, scope, key, fingerprint string,
 	// A record deleted by Purge between the steps below sends us round
 	// again; it cannot happen twice in a row in practice.
 	for range 3 {
-		out, rec, err := s.begin(ctx, q, scope, key, fingerprint, token, now, lease, retryUnknown)
+		out, rec, err := s.begin(ctx, q, scope, key, fingerprint, token, now, lease, retryUnknown, c)
 		if errors.Is(err, ErrNoRows) {
 			continue
 		}
@@ -272,14 +313,20 @@ func (s *Idempotency) Begin(ctx context.Context, scope, key, fingerprint string,
 	return 0, Record{}, "", fmt.Errorf("idempotency begin: %w", unavailable(errors.New("record keeps vanishing")))
 }
 
+// content is the content claim of one Begin: since is the start of the
+// window (zero: no claim).
+type content struct{ since time.Time }
+
+func (c content) checked() bool { return !c.since.IsZero() }
+
 // begin is one attempt. Creating the record is one atomic statement (the
 // primary key decides between racing callers). Answers that change nothing
 // (Replay, Conflict, InFlight, Held) come from a plain read. Only a change
 // of an existing record (lease expiry, take-over) locks it, and decides
 // again on what it finds under the lock.
-func (s *Idempotency) begin(ctx context.Context, q Runner, scope, key, fp, token string, now time.Time, lease time.Duration, retry bool) (Outcome, Record, error) {
+func (s *Idempotency) begin(ctx context.Context, q Runner, scope, key, fp, token string, now time.Time, lease time.Duration, retry bool, c content) (Outcome, Record, error) {
 	leaseUntil := now.Add(lease)
-	n, err := q.Exec(ctx, sqlInsert, scope, key, fp, token, leaseUntil, now)
+	n, err := s.insert(ctx, q, c, scope, key, fp, token, leaseUntil, now)
 	if err != nil {
 		return 0, Record{}, err
 	}
@@ -290,6 +337,12 @@ func (s *Idempotency) begin(ctx context.Context, q Runner, scope, key, fp, token
 		}, nil
 	}
 	cur, err := scanRecord(q.QueryRow(ctx, sqlGet, scope, key))
+	if errors.Is(err, ErrNoRows) && c.checked() {
+		// Not inserted and no record of this key: the content is held.
+		if holder, found, herr := contentHolder(ctx, q, c, scope, key, fp); herr != nil || found {
+			return ContentReplay, holder, herr
+		}
+	}
 	if err != nil {
 		return 0, Record{}, err
 	}
@@ -299,6 +352,9 @@ func (s *Idempotency) begin(ctx context.Context, q Runner, scope, key, fp, token
 	var out Outcome
 	var rec Record
 	err = s.db.InTx(ctx, func(tx Runner) error {
+		if err := s.lockContent(ctx, tx, c, scope, fp); err != nil {
+			return err
+		}
 		cur, err := scanRecord(tx.QueryRow(ctx, sqlGet+s.db.forUpdate(), scope, key))
 		if err != nil {
 			return err
@@ -311,6 +367,16 @@ func (s *Idempotency) begin(ctx context.Context, q Runner, scope, key, fp, token
 			}
 			cur = expired(cur, now)
 		}
+		if acquire && c.checked() {
+			holder, found, err := contentHolder(ctx, tx, c, scope, key, fp)
+			if err != nil {
+				return err
+			}
+			if found {
+				out, rec = ContentReplay, holder
+				return nil
+			}
+		}
 		if acquire {
 			if _, err := tx.Exec(ctx, sqlAcquire, scope, key, fp, token, leaseUntil, now); err != nil {
 				return err
@@ -322,6 +388,45 @@ func (s *Idempotency) begin(ctx context.Context, q Runner, scope, key, fp, token
 		return nil
 	})
 	return out, rec, err
+}
+
+// insert creates the record if the key is new (and, with a content claim,
+// if no other key holds the content); it returns how many rows it wrote.
+func (s *Idempotency) insert(ctx context.Context, q Runner, c content, scope, key, fp, token string, leaseUntil, now time.Time) (int64, error) {
+	if !c.checked() {
+		return q.Exec(ctx, sqlInsert, scope, key, fp, token, leaseUntil, now)
+	}
+	if s.db.Pool == nil {
+		return q.Exec(ctx, sqlInsertUnique, scope, key, fp, token, leaseUntil, now, c.since)
+	}
+	var n int64
+	err := s.db.InTx(ctx, func(tx Runner) error {
+		if err := s.lockContent(ctx, tx, c, scope, fp); err != nil {
+			return err
+		}
+		var err error
+		n, err = tx.Exec(ctx, sqlInsertUnique, scope, key, fp, token, leaseUntil, now, c.since)
+		return err
+	})
+	return n, err
+}
+
+// lockContent takes, on PostgreSQL, the transaction's lock on a content.
+func (s *Idempotency) lockContent(ctx context.Context, tx Runner, c content, scope, fp string) error {
+	if !c.checked() || s.db.Pool == nil {
+		return nil
+	}
+	_, err := tx.Exec(ctx, sqlLockContent, scope+"/"+fp)
+	return err
+}
+
+// contentHolder finds the other key holding the content, if any.
+func contentHolder(ctx context.Context, q Runner, c content, scope, key, fp string) (Record, bool, error) {
+	rec, err := scanRecord(q.QueryRow(ctx, sqlContentHolder, scope, fp, key, c.since))
+	if errors.Is(err, ErrNoRows) {
+		return Record{}, false, nil
+	}
+	return rec, err == nil, err
 }
 
 // decide is the state machine of Begin on an existing record: the outcome,

@@ -60,7 +60,15 @@ var idempotencyMigrations = []migration{{
 		`CREATE INDEX IF NOT EXISTS gongbao_idempotency_state_updated
 			ON gongbao_idempotency (state, updated_at)`,
 	},
+}, {
+	// Content replay look-ups (Idempotency.BeginUnique) by fingerprint.
+	id:       "idempotency-0002-fingerprint",
+	sqlite:   []string{createFingerprintIndex},
+	postgres: []string{createFingerprintIndex},
 }}
+
+const createFingerprintIndex = `CREATE INDEX IF NOT EXISTS gongbao_idempotency_fingerprint
+	ON gongbao_idempotency (scope, fingerprint, created_at)`
 
 const (
 	createMigrationsSQLite = `CREATE TABLE IF NOT EXISTS gongbao_migrations (
