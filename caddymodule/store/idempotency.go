@@ -239,7 +239,7 @@ const (
 	// content: READ COMMITTED would let two new keys with the same content
 	// both see no holder. SQLite needs no lock: it runs one writer at a time.
 	sqlLockContent = `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`
-	sqlExpireAll = `UPDATE gongbao_idempotency
+	sqlExpireAll   = `UPDATE gongbao_idempotency
 		SET state = 'unknown', lease_until = NULL, note = $2, updated_at = $1
 		WHERE state = 'in_progress' AND lease_until <= $1`
 )
