@@ -61,6 +61,11 @@ type App struct {
 	MaxValueChars int `json:"max_value_chars,omitempty"`
 	MaxAttributes int `json:"max_attributes,omitempty"`
 
+	// MaxRequestUUIDLength bounds the head's requestUUID, in characters
+	// (printable ASCII without spaces). The spec declares varchar(50).
+	// Default: 64.
+	MaxRequestUUIDLength int `json:"max_request_uuid_length,omitempty"`
+
 	// Store is the durable store for idempotency records and callback
 	// deliveries. Default: an SQLite file under Caddy's data directory.
 	Store *StoreConfig `json:"store,omitempty"`
@@ -68,6 +73,10 @@ type App struct {
 	// Idempotency sets how resent platform requests are recognised. On
 	// by default.
 	Idempotency *IdempotencyConfig `json:"idempotency,omitempty"`
+
+	// ContentReplay sets how a verified message already handled under
+	// another requestUUID is refused. On by default with idempotency.
+	ContentReplay *ContentReplayConfig `json:"content_replay,omitempty"`
 
 	// InsuranceCode is the insurer's code agreed with 工保网; it fills
 	// insuranceCode in every callback. Placeholders allowed.
@@ -129,6 +138,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 	if a.MaxBodySize == 0 {
 		a.MaxBodySize = defaultMaxBodySize
 	}
+	if a.MaxRequestUUIDLength == 0 {
+		a.MaxRequestUUIDLength = defaultMaxRequestUUIDLength
+	}
 	a.limits = protocol.Limits{
 		MaxBytes:      int(a.MaxBodySize),
 		MaxDepth:      a.MaxDepth,
@@ -155,6 +167,10 @@ func (a *App) provisionStore(ctx caddy.Context, repl *caddy.Replacer) error {
 		a.Idempotency = new(IdempotencyConfig)
 	}
 	a.Idempotency.withDefaults()
+	if a.ContentReplay == nil {
+		a.ContentReplay = new(ContentReplayConfig)
+	}
+	a.ContentReplay.withDefaults(a.Idempotency)
 	if a.Callbacks == nil {
 		a.Callbacks = new(CallbackConfig)
 	}
@@ -230,13 +246,19 @@ func (a *App) Validate() error {
 	if a.MaxBodySize < 0 {
 		return errors.New("gongbao: max_body_size must be positive")
 	}
+	if a.MaxRequestUUIDLength < 0 {
+		return errors.New("gongbao: max_request_uuid_length must be positive")
+	}
 	if len(a.mappings.Inbound) == 0 {
 		return errors.New("gongbao: the mapping set has no inbound message")
 	}
 	if err := a.Callbacks.validate(a.callbackTo); err != nil {
 		return err
 	}
-	return a.Idempotency.validate()
+	if err := a.Idempotency.validate(); err != nil {
+		return err
+	}
+	return a.ContentReplay.validate(a.inbound)
 }
 
 // describePlaceholder names a key setting for an error message without
@@ -349,6 +371,29 @@ func (a *App) inbound(root string) (*mapping.Inbound, bool) {
 	m, ok := a.mappings.Inbound[root]
 	return m, ok
 }
+
+// defaultMaxRequestUUIDLength leaves room above the spec's varchar(50).
+const defaultMaxRequestUUIDLength = 64
+
+// checkRequestUUID admits a head requestUUID: present, printable ASCII
+// without spaces, and not longer than configured. It is not signed, it
+// becomes the core's Idempotency-Key header, a store key and a log field,
+// so anything else is refused before it is used anywhere.
+func (a *App) checkRequestUUID(id string) error {
+	switch {
+	case id == "":
+		return requestError{msg: msgMissingUUID, reason: "missing_uuid"}
+	case len(id) > a.MaxRequestUUIDLength:
+		return requestError{msg: fmt.Sprintf("%s(最多 %d 个字符)", msgLongUUID, a.MaxRequestUUIDLength), reason: "bad_uuid"}
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] >= 0x7f {
+			return requestError{msg: msgBadUUID, reason: "bad_uuid"}
+		}
+	}
+	return nil
+}
+
 
 // humanSize is used in messages about the body limit.
 func humanSize(n int64) string { return humanize.IBytes(uint64(n)) }

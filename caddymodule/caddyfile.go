@@ -34,6 +34,7 @@ func init() {
 //		max_elements    <n>
 //		max_value_chars <n>
 //		max_attributes  <n>
+//		max_request_uuid_length <n>
 //		store sqlite [<file>]
 //		store postgres <dsn> [<schema>]
 //		insurance_code  <code>
@@ -59,6 +60,11 @@ func init() {
 //			lease           <duration>
 //			unknown_outcome retry|hold
 //			retention       <duration>
+//		}
+//		content_replay off
+//		content_replay {
+//			window <duration>
+//			allow  <message>...
 //		}
 //	}
 //
@@ -111,10 +117,14 @@ func (a *App) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 		return intArg(d, &a.MaxValueChars)
 	case "max_attributes":
 		return intArg(d, &a.MaxAttributes)
+	case "max_request_uuid_length":
+		return intArg(d, &a.MaxRequestUUIDLength)
 	case "store":
 		return a.unmarshalStore(d)
 	case "idempotency":
 		return a.unmarshalIdempotency(d)
+	case "content_replay":
+		return a.unmarshalContentReplay(d)
 	case "insurance_code":
 		return singleArg(d, &a.InsuranceCode)
 	case "callbacks":
@@ -181,6 +191,35 @@ func (a *App) unmarshalIdempotency(d *caddyfile.Dispenser) error {
 		}
 		if err != nil {
 			return err
+		}
+	}
+	return nil
+}
+
+func (a *App) unmarshalContentReplay(d *caddyfile.Dispenser) error {
+	cfg := new(ContentReplayConfig)
+	a.ContentReplay = cfg
+	if d.NextArg() {
+		if d.Val() != "off" || d.NextArg() {
+			return d.Errf("content_replay: want 'off' or a block, got '%s'", d.Val())
+		}
+		cfg.Disabled = true
+		return nil
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "window":
+			if err := durationArg(d, &cfg.Window); err != nil {
+				return err
+			}
+		case "allow":
+			roots := d.RemainingArgs()
+			if len(roots) == 0 {
+				return d.ArgErr()
+			}
+			cfg.Allow = append(cfg.Allow, roots...)
+		default:
+			return d.Errf("unrecognized subdirective '%s'", d.Val())
 		}
 	}
 	return nil

@@ -189,7 +189,7 @@ func TestMappingDryRunRefused(t *testing.T) {
 				"✗ 缺少必填字段 applicantInfo/name", "(not evaluated)"}},
 		{"insureRequest.bad-premium.txt", "insure", "insureRequest.xml",
 			dryRunReplaceOnce(t, readSample(t, "insureRequest.xml"), "<sumPremium>20.00</sumPremium>", "<sumPremium>20.005</sumPremium>"),
-			[]string{"field    policyInfo/sumPremium", `message  字段 policyInfo/sumPremium 小数位数过多(最多 2 位): "20.005"`}},
+			[]string{"field    policyInfo/sumPremium", `message  字段 policyInfo/sumPremium 小数位数过多(最多 2 位)`}},
 		{"insureRequest.reply.missing-accepted.txt", "insureRequest", "reply.json",
 			[]byte(`{"message":"投保成功","proposalNo":"TB20190401000001"}`),
 			[]string{"field    accepted", "message  核心系统应答无效: 核心系统应答缺少字段 accepted",

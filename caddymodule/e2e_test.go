@@ -75,8 +75,11 @@ func TestPathNamesTheMessage(t *testing.T) {
 	assertAccepted(t, reply)
 
 	before := fx.callCount()
-	reply, _ = post(t, tester, sidecarURL+"/claimRequest", signed(t, sample(t, "insureRequest.xml"), testKey))
-	assertRefused(t, reply, "与请求地址 claimRequest 不符")
+	reply, raw := post(t, tester, sidecarURL+"/claimRequest", signed(t, sample(t, "insureRequest.xml"), testKey))
+	assertRefused(t, reply, "报文根节点与请求地址不符")
+	if reply.Sign != "" || strings.Contains(string(raw), "claimRequest") {
+		t.Errorf("the refusal must be unsigned and must not repeat the path:\n%s", raw)
+	}
 	if fx.callCount() != before {
 		t.Error("the core was called for a mismatched path")
 	}

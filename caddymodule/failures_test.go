@@ -19,42 +19,47 @@ func insureSample(t *testing.T, key string, edits ...string) []byte {
 }
 
 // TestRequestFailures covers the request-side rows of DESIGN §4: each is
-// answered with a well-formed reply signed with our key, resultFlag=false
-// and a specific message, and the core is never called.
+// answered with a well-formed reply, resultFlag=false and a specific
+// message, and the core is never called. Refusals of requests that did not
+// verify are unsigned (SECURITY.md: a signed answer to unverified input is
+// a signature its sender could reuse); refusals of verified requests are
+// signed with our key.
 func TestRequestFailures(t *testing.T) {
 	fx := startCore(t)
 	tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""))
 	signSpan := regexp.MustCompile(`<sign>[^<]*</sign>`)
 
+	const signed, unsigned = true, false
 	cases := []struct {
 		name, wantRoot, wantMessage string
+		wantSigned                  bool
 		msg                         []byte
 	}{
-		{"bad sign", "insureResponse", "验签失败",
+		{"bad sign", "insureResponse", "验签失败", unsigned,
 			[]byte(signSpan.ReplaceAllString(string(insureSample(t, testKey)), "<sign>0123456789ABCDEF0123456789ABCDEF</sign>"))},
-		{"missing sign", "insureResponse", "验签失败: 报文头缺少sign",
+		{"missing sign", "insureResponse", "验签失败: 报文头缺少sign", unsigned,
 			[]byte(signSpan.ReplaceAllString(string(insureSample(t, testKey)), ""))},
-		{"wrong key", "insureResponse", "验签失败", insureSample(t, "not-the-platform-key")},
-		{"body changed after signing", "insureResponse", "验签失败",
+		{"wrong key", "insureResponse", "验签失败", unsigned, insureSample(t, "not-the-platform-key")},
+		{"body changed after signing", "insureResponse", "验签失败", unsigned,
 			[]byte(strings.Replace(string(insureSample(t, testKey)), "20.00", "2.00", 1))},
-		{"not XML", "errorResponse", "报文不是合法的XML", []byte("this is not xml")},
-		{"empty body", "errorResponse", "", nil},
-		{"unknown root", "fooResponse", "不支持的报文类型: fooRequest",
+		{"not XML", "errorResponse", "报文不是合法的XML", unsigned, []byte("this is not xml")},
+		{"empty body", "errorResponse", "", unsigned, nil},
+		{"unknown root", "errorResponse", "不支持的报文类型", unsigned,
 			insureSample(t, testKey, "<insureRequest>", "<fooRequest>", "</insureRequest>", "</fooRequest>")},
-		{"DOCTYPE", "errorResponse", "DOCTYPE",
+		{"DOCTYPE", "errorResponse", "DOCTYPE", unsigned,
 			insureSample(t, "", `<?xml version="1.0" encoding="UTF-8"?>`, `<?xml version="1.0" encoding="UTF-8"?><!DOCTYPE insureRequest [<!ENTITY x "y">]>`)},
-		{"GBK encoding", "errorResponse", "UTF-8",
+		{"GBK encoding", "errorResponse", "UTF-8", unsigned,
 			insureSample(t, "", `encoding="UTF-8"`, `encoding="GBK"`)},
-		{"oversize", "errorResponse", "报文超过大小限制",
+		{"oversize", "errorResponse", "报文超过大小限制", unsigned,
 			insureSample(t, "", "<endorseText>", "<endorseText>"+strings.Repeat("x", 70<<10))},
-		{"missing required field", "insureResponse", "缺少必填字段 applicantInfo/mobile",
-			insureSample(t, testKey, "<mobile>13858012345</mobile>", "")},
-		{"field too long", "insureResponse", "applicantInfo/name 超长",
-			insureSample(t, testKey, "<name>浙江宏达建设工程有限公司</name>", "<name>"+strings.Repeat("长", 21)+"</name>")},
-		{"bad decimal", "insureResponse", "policyInfo/sumPremium 不是有效的金额",
-			insureSample(t, testKey, "<sumPremium>20.00</sumPremium>", "<sumPremium>20.0O</sumPremium>")},
-		{"missing requestUUID", "insureResponse", "缺少requestUUID",
+		{"missing requestUUID", "insureResponse", "缺少requestUUID", unsigned,
 			[]byte(regexp.MustCompile(`<requestUUID>[^<]*</requestUUID>`).ReplaceAllString(string(insureSample(t, testKey)), ""))},
+		{"missing required field", "insureResponse", "缺少必填字段 applicantInfo/mobile", signed,
+			insureSample(t, testKey, "<mobile>13858012345</mobile>", "")},
+		{"field too long", "insureResponse", "applicantInfo/name 超长", signed,
+			insureSample(t, testKey, "<name>浙江宏达建设工程有限公司</name>", "<name>"+strings.Repeat("长", 21)+"</name>")},
+		{"bad decimal", "insureResponse", "policyInfo/sumPremium 不是有效的金额", signed,
+			insureSample(t, testKey, "<sumPremium>20.00</sumPremium>", "<sumPremium>20.0O</sumPremium>")},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,6 +71,9 @@ func TestRequestFailures(t *testing.T) {
 			assertRefused(t, reply, tc.wantMessage)
 			if msg := text(reply, "resultMessage"); msg == "" {
 				t.Error("empty resultMessage")
+			}
+			if got := reply.Sign != ""; got != tc.wantSigned {
+				t.Errorf("reply signed = %v, want %v", got, tc.wantSigned)
 			}
 			if fx.callCount() != before {
 				t.Errorf("the core was called (%d calls)", fx.callCount()-before)
@@ -106,7 +114,7 @@ func TestCoreFailures(t *testing.T) {
 			w.Header().Set("Content-Type", "application/json")
 			w.Write([]byte(`{"message":"ok"}`))
 		}},
-		{"core rejects with 400", "核心系统拒绝请求(HTTP 400): 缺少字段 x", func(w http.ResponseWriter, r *http.Request) {
+		{"core rejects with 400", "核心系统拒绝请求(HTTP 400)", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadRequest)
 			w.Write([]byte(`{"accepted":false,"message":"缺少字段 x"}`))

@@ -3,6 +3,7 @@ package caddymodule
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -78,7 +79,8 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // exchange carries one platform request through the handler.
 type exchange struct {
 	start       time.Time
-	root        string // request root, once known
+	pathRoot    string // root named by the route's path ("" if none); sender-chosen
+	root        string // request root, once known to have a mapping
 	replyRoot   string
 	requestUUID string
 	mapping     *mapping.Inbound
@@ -87,6 +89,7 @@ type exchange struct {
 	outcome     string // bounded label for logs and metrics
 	vars        mapping.Vars
 	verified    bool   // the platform's signature verified
+	replayOf    string // requestUUID of the exchange this one repeats (replay, content replay)
 	errText     string // the failure, for the journal
 
 	// For the journal.
@@ -99,7 +102,18 @@ type exchange struct {
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
-	x := &exchange{start: time.Now(), root: rootFromPath(r.URL.Path), outcome: "ok"}
+	if r.Method != http.MethodPost {
+		// Only a POST is a platform message; nothing else is read, mapped
+		// or answered in the protocol's name.
+		w.Header().Set("Allow", http.MethodPost)
+		return caddyhttp.Error(http.StatusMethodNotAllowed, errMethodNotAllowed)
+	}
+	x := &exchange{start: time.Now(), pathRoot: rootFromPath(r.URL.Path), outcome: "ok"}
+	if m, ok := h.app.inbound(x.pathRoot); ok {
+		// Known from the route alone: a body too broken to name itself is
+		// still answered with this message's reply root.
+		x.root, x.replyRoot = x.pathRoot, m.ReplyRoot
+	}
 	reply, err := h.process(x, r, next)
 	if err != nil {
 		reply = h.failureReply(x, err)
@@ -176,26 +190,33 @@ func (h *Handler) exchangeWithCore(x *exchange, r *http.Request, next caddyhttp.
 	if err != nil {
 		return nil, coreError{kind: coreInvalid, status: x.coreStatus, cause: err}
 	}
+	if refusal(elements) {
+		x.outcome = "refused"
+	}
 	x.noteProposal(elements)
 	return h.sign(x, elements), nil
 }
 
-// dispatch picks the mapping for the message's root element.
+// errMethodNotAllowed answers anything but a POST.
+var errMethodNotAllowed = errors.New("platform messages are POSTed")
+
+// dispatch picks the mapping for the message's root element and checks
+// the requestUUID. It runs before the signature is checked, so its
+// refusals are fixed texts that repeat nothing the sender chose.
 func (h *Handler) dispatch(x *exchange, env *protocol.Envelope) error {
-	if x.root != "" && x.root != env.Root {
-		return requestError{msg: fmt.Sprintf("报文根节点 %s 与请求地址 %s 不符", env.Root, x.root), reason: "root_mismatch"}
+	if m, ok := h.app.inbound(env.Root); ok && (h.allowed == nil || h.allowed[env.Root]) {
+		x.root, x.mapping, x.replyRoot = env.Root, m, m.ReplyRoot
+	} else {
+		x.root = "" // never a label, log field or reply root from unknown input
+		return requestError{msg: msgUnknownMessage, reason: "unknown_message"}
 	}
-	x.root = env.Root
+	if x.pathRoot != "" && x.pathRoot != env.Root {
+		return requestError{msg: msgRootMismatch, reason: "root_mismatch"}
+	}
+	if err := h.app.checkRequestUUID(env.RequestUUID); err != nil {
+		return err
+	}
 	x.requestUUID = env.RequestUUID
-	m, ok := h.app.inbound(env.Root)
-	if !ok || (h.allowed != nil && !h.allowed[env.Root]) {
-		return requestError{msg: "不支持的报文类型: " + env.Root, reason: "unknown_message"}
-	}
-	x.mapping = m
-	x.replyRoot = m.ReplyRoot
-	if env.RequestUUID == "" {
-		return requestError{msg: "报文头缺少requestUUID", reason: "missing_uuid"}
-	}
 	return nil
 }
 
@@ -232,7 +253,7 @@ func (h *Handler) callCore(x *exchange, r *http.Request, next caddyhttp.Handler,
 	if rec.overflow {
 		return nil, coreError{kind: coreInvalid, status: x.coreStatus, cause: errors.New("core reply exceeds max_core_reply_size")}
 	}
-	return classifyCoreAnswer(x.coreStatus, x.coreReply)
+	return classifyCoreAnswer(x.coreStatus, x.coreReply, x.mapping.Reply)
 }
 
 // errCoreAborted is a core answer broken off midway: reverse_proxy aborts
@@ -267,9 +288,10 @@ func neverSent(err error) bool {
 }
 
 // coreRequest builds the request the core receives. The platform's own
-// headers mean nothing to the core, so the core sees a fresh set. The call
-// is not cancelled when the platform hangs up: the core's answer is still
-// recorded, so the platform's resend can be answered from the record.
+// headers mean nothing to the core, so the core sees a fresh set, and the
+// Host its upstream gives (not the platform's). The call is not cancelled
+// when the platform hangs up: the core's answer is still recorded, so the
+// platform's resend can be answered from the record.
 func (h *Handler) coreRequest(x *exchange, r *http.Request, body []byte) *http.Request {
 	// A shallow copy: the platform's headers are replaced, not cloned;
 	// only the URL, which is changed, is copied.
@@ -286,12 +308,17 @@ func (h *Handler) coreRequest(x *exchange, r *http.Request, body []byte) *http.R
 	req.ContentLength = int64(len(body))
 	req.TransferEncoding = nil
 	req.Trailer = nil
+	// An empty Host makes the transport send the upstream's host:port,
+	// and reverse_proxy then has no platform Host to forward either.
+	req.Host = ""
 	req.Header = coreHeaders(x.requestUUID, requestID(r), x.root)
 	return req
 }
 
 // coreHeaders are the headers of a call on the core. The six values share
-// one backing array: two allocations per call instead of seven.
+// one backing array: two allocations per call instead of seven. A nil
+// X-Forwarded-Host tells reverse_proxy to send none: the platform's Host
+// means nothing to the core and is the platform's to choose.
 func coreHeaders(idempotencyKey, requestID, message string) http.Header {
 	v := [...]string{"application/json; charset=utf-8", "application/json", "identity", idempotencyKey, requestID, message}
 	vals := v[:]
@@ -302,6 +329,7 @@ func coreHeaders(idempotencyKey, requestID, message string) http.Header {
 		"Idempotency-Key":   vals[3:4:4],
 		"X-Request-Id":      vals[4:5:5],
 		"X-Gongbao-Message": vals[5:6:6],
+		"X-Forwarded-Host":  nil,
 	}
 }
 
@@ -316,24 +344,66 @@ func requestID(r *http.Request) string {
 	return protocol.NewUUID()
 }
 
-// answerStatuses are the non-2xx statuses whose JSON body is a business
-// answer (a refusal with the core's own message) rather than a failure.
-var answerStatuses = map[int]bool{http.StatusUnprocessableEntity: true}
-
-// classifyCoreAnswer decides whether the core answered: a 2xx or a business
-// refusal is translated; anything else is a failure of the core.
-func classifyCoreAnswer(status int, body []byte) ([]byte, error) {
+// classifyCoreAnswer decides whether the core answered: a 2xx, or a 422
+// whose result flag (resultFlag's JSON field in the reply mapping) is
+// false, is a business answer and is translated; anything else is a
+// failure of the core, whose text goes to the journal, never to the
+// platform.
+func classifyCoreAnswer(status int, body []byte, reply *mapping.Rules) ([]byte, error) {
 	switch {
-	case status >= 200 && status < 300, answerStatuses[status]:
+	case status >= 200 && status < 300:
+		return body, nil
+	case status == http.StatusUnprocessableEntity && businessRefusal(body, resultFlagJSON(reply)):
 		return body, nil
 	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 		// The core says it did not take the request on.
 		return nil, coreError{kind: coreUnavailable, status: status, notSent: true}
 	case status >= 500:
-		return nil, coreError{kind: coreUnavailable, status: status}
+		return nil, coreError{kind: coreFailed, status: status}
 	default:
-		return nil, coreError{kind: coreRejected, status: status, detail: coreMessage(body)}
+		return nil, coreError{kind: coreRejected, status: status}
 	}
+}
+
+// businessRefusal tells whether a 422 body is the core refusing on
+// business grounds: a JSON object whose result flag is false.
+func businessRefusal(body []byte, resultFlagJSON string) bool {
+	if resultFlagJSON == "" {
+		return false
+	}
+	var doc map[string]any
+	if json.Unmarshal(body, &doc) != nil {
+		return false
+	}
+	var v any = doc
+	for part := range strings.SplitSeq(resultFlagJSON, ".") {
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		v = obj[part]
+	}
+	return v == false
+}
+
+// resultFlagJSON is the JSON path the reply mapping reads resultFlag from.
+func resultFlagJSON(reply *mapping.Rules) string {
+	for _, row := range reply.Rows() {
+		if row.XML == "resultFlag" {
+			return row.JSON
+		}
+	}
+	return ""
+}
+
+// refusal tells whether a translated reply says resultFlag=false.
+func refusal(elements []protocol.Element) bool {
+	for _, e := range elements {
+		if e.Name == "resultFlag" {
+			return e.Text == "false"
+		}
+	}
+	return false
 }
 
 // rootFromPath reads the optional /<rootElement> suffix of the route, as

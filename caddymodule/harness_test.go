@@ -91,6 +91,15 @@ func (f *coreFixture) lastCall(t *testing.T) recordedCall {
 	return f.calls[len(f.calls)-1]
 }
 
+// allowRepeatedSamples: the tests post the
+// shipped samples again and again under fresh requestUUIDs, which the
+// content_replay guard would refuse; it is off here unless extraGlobal
+// sets it (a later content_replay replaces this one). The guard's own
+// tests run it as configured by default (security_test.go).
+const allowRepeatedSamples = `content_replay {
+			allow insureRequest surrendRequest correctRequest claimRequest invoiceRequest
+		}`
+
 // sidecarConfig is the Caddyfile the tests run: the platform endpoint in
 // front of coreAddr, with the repository's mappings.
 func sidecarConfig(t *testing.T, coreAddr, extraGlobal, extraProxy string) string {
@@ -111,6 +120,7 @@ func sidecarConfig(t *testing.T, coreAddr, extraGlobal, extraProxy string) strin
 		max_body_size 64KiB
 		store sqlite %s
 		%s
+		%s
 	}
 }
 
@@ -126,7 +136,7 @@ http://localhost:9080 {
 		}
 	}
 }
-`, mappings, filepath.Join(t.TempDir(), "gongbao.db"), extraGlobal, coreAddr, extraProxy)
+`, mappings, filepath.Join(t.TempDir(), "gongbao.db"), allowRepeatedSamples, extraGlobal, coreAddr, extraProxy)
 }
 
 // startSidecar loads cfg into the test Caddy. caddytest skips (passes
@@ -170,10 +180,24 @@ func post(t *testing.T, tester *caddytest.Tester, url string, msg []byte) (*prot
 	if err != nil {
 		t.Fatalf("the reply is not a well-formed message: %v\n%s", err, raw)
 	}
+	checkReplySign(t, env, raw)
+	return env, raw
+}
+
+// checkReplySign: a reply is signed with our key, or it is an unsigned
+// refusal (the answer to a request that did not verify) — never a signed
+// reply that does not verify, never an unsigned acceptance.
+func checkReplySign(t *testing.T, env *protocol.Envelope, raw []byte) {
+	t.Helper()
+	if env.Sign == "" {
+		if text(env, "resultFlag") != "false" {
+			t.Fatalf("an unsigned reply that is not a refusal:\n%s", raw)
+		}
+		return
+	}
 	if _, ok := protocol.VerifyAny(env.SignedValue(), env.Sign, []string{testKey}); !ok {
 		t.Fatalf("the reply's signature does not verify:\n%s", raw)
 	}
-	return env, raw
 }
 
 // postResending posts msg, resending (as the platform does) when the

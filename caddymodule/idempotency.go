@@ -16,8 +16,9 @@ import (
 
 // Messages of the idempotency rows of DESIGN §4.
 const (
-	msgConflict   = "requestUUID 已用于内容不同的报文，请使用新的 requestUUID"
-	msgInProgress = "处理中，请稍后重试"
+	msgConflict      = "requestUUID 已用于内容不同的报文，请使用新的 requestUUID"
+	msgInProgress    = "处理中，请稍后重试"
+	msgContentReplay = "报文内容与此前已受理的请求完全相同，不再重复处理；如为重发，请使用原 requestUUID"
 )
 
 // claimTicket is this exchange's hold on its idempotency record.
@@ -30,23 +31,37 @@ type claimTicket struct {
 // ticket to call the core with, or the stored reply of an earlier
 // identical request to replay byte for byte, or an error that becomes a
 // signed refusal. The core is called only with a ticket.
+//
+// The signed content also claims itself: the requestUUID is not signed,
+// so a captured message resent under a new one would otherwise make the
+// core act again. Such a resend is refused (content_replay) rather than
+// answered with the earlier reply: that reply belongs to the earlier
+// exchange, and handing it to whoever holds a copy of the request would
+// disclose it (the proposal number, the payment link).
 func (h *Handler) claim(ctx context.Context, x *exchange, env *protocol.Envelope) (*claimTicket, []byte, error) {
 	cfg := h.app.Idempotency
 	fp := fingerprint(env)
-	outcome, rec, token, err := h.begin(ctx, x.requestUUID, fp)
+	since := h.app.ContentReplay.since(x.root, time.Now())
+	outcome, rec, token, err := h.begin(ctx, x.requestUUID, fp, since)
 	if err == nil && outcome == store.InFlight {
 		// Wait for the first request to finish, then decide again.
-		outcome, rec, token, err = h.waitAndBegin(ctx, x.requestUUID, fp, time.Duration(cfg.WaitInFlight))
+		outcome, rec, token, err = h.waitAndBegin(ctx, x.requestUUID, fp, since, time.Duration(cfg.WaitInFlight))
 	}
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, nil, requestError{msg: msgBusy, reason: "client_gone", cause: err}
+		}
 		return nil, nil, requestError{msg: msgBusy, reason: "store_unavailable", cause: err}
 	}
 	switch outcome {
 	case store.Acquired:
 		return &claimTicket{key: x.requestUUID, token: token}, nil, nil
 	case store.Replay:
-		x.outcome = "replay"
+		x.outcome, x.replayOf = "replay", x.requestUUID
 		return nil, rec.Reply, nil
+	case store.ContentReplay:
+		x.replayOf = rec.Key
+		return nil, nil, requestError{msg: msgContentReplay, reason: "content_replay"}
 	case store.Conflict:
 		return nil, nil, requestError{msg: msgConflict, reason: "conflict"}
 	default: // InFlight after waiting, or Held (unknown outcome, hold policy)
@@ -61,23 +76,23 @@ func (h *Handler) claim(ctx context.Context, x *exchange, env *protocol.Envelope
 const storeCallTimeout = 3 * time.Second
 
 // begin takes or reads the record, bounded by storeCallTimeout.
-func (h *Handler) begin(ctx context.Context, key, fp string) (store.Outcome, store.Record, string, error) {
+func (h *Handler) begin(ctx context.Context, key, fp string, contentSince time.Time) (store.Outcome, store.Record, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, storeCallTimeout)
 	defer cancel()
 	cfg := h.app.Idempotency
-	return h.app.idem.Begin(ctx, cfg.Scope, key, fp, time.Now(), time.Duration(cfg.Lease), cfg.UnknownOutcome == unknownRetry)
+	return h.app.idem.BeginUnique(ctx, cfg.Scope, key, fp, time.Now(), time.Duration(cfg.Lease), cfg.UnknownOutcome == unknownRetry, contentSince)
 }
 
 // waitAndBegin waits (bounded) for a request in flight to finish, then
 // decides again.
-func (h *Handler) waitAndBegin(ctx context.Context, key, fp string, wait time.Duration) (store.Outcome, store.Record, string, error) {
+func (h *Handler) waitAndBegin(ctx context.Context, key, fp string, contentSince time.Time, wait time.Duration) (store.Outcome, store.Record, string, error) {
 	waitCtx, cancel := context.WithTimeout(ctx, wait+storeCallTimeout)
 	_, err := h.app.idem.Wait(waitCtx, h.app.Idempotency.Scope, key, time.Now().Add(wait))
 	cancel()
 	if err != nil {
 		return 0, store.Record{}, "", err
 	}
-	return h.begin(ctx, key, fp)
+	return h.begin(ctx, key, fp, contentSince)
 }
 
 // settleTimeout bounds the store write after the core answered; it runs

@@ -147,13 +147,20 @@ func (h *Handler) journalEntry(x *exchange, reply []byte) store.JournalEntry {
 		Duration: time.Since(x.start), CoreStatus: x.coreStatus,
 		PolicyNo: x.policyNo, ProposalNo: x.proposalNo,
 		RequestXML: x.requestXML, CoreRequest: x.coreRequest, CoreReply: x.coreReply, ReplyXML: reply,
-		Error: x.errText,
+		Error: x.errText, ReplayOf: x.replayOf,
 	}
-	if !x.verified {
+	switch {
+	case !x.verified:
 		// Anyone who can reach the public endpoint can send unsigned
 		// bodies: keep a bounded prefix of those, not whole bodies that
 		// could fill the disk, and no policy number from them.
 		e.RequestXML, e.PolicyNo = clipBody(e.RequestXML), ""
+	case x.replayOf != "":
+		// A resend verifies but adds nothing: the original entry holds the
+		// exchange. Keeping it whole again would let anyone with one
+		// captured message fill the disk (padding it with a comment keeps
+		// its signature).
+		e.RequestXML, e.CoreRequest = clipBody(e.RequestXML), nil
 	}
 	if cfg := h.app.Journal; cfg.MaskPersonalData && x.mapping != nil {
 		m := h.app.maskers[x.root]
@@ -163,7 +170,7 @@ func (h *Handler) journalEntry(x *exchange, reply []byte) store.JournalEntry {
 }
 
 // unverifiedBodyMax bounds what the journal keeps of a request whose
-// signature did not verify.
+// signature did not verify, or that repeats an earlier one.
 const unverifiedBodyMax = 2 << 10
 
 func clipBody(b []byte) []byte {

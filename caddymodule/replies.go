@@ -1,11 +1,9 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -16,6 +14,17 @@ import (
 
 // msgBusy is the answer whenever the platform should simply try again.
 const msgBusy = "系统繁忙，请稍后重试"
+
+// Refusals of requests whose signature has not been checked yet. They are
+// fixed texts: nothing the sender chose (root name, path, value) is ever
+// repeated, and their replies are unsigned anyway (failureReply).
+const (
+	msgUnknownMessage = "不支持的报文类型"
+	msgRootMismatch   = "报文根节点与请求地址不符"
+	msgMissingUUID    = "报文头缺少requestUUID"
+	msgBadUUID        = "报文头requestUUID格式无效(应为不含空格的可打印ASCII字符)"
+	msgLongUUID       = "报文头requestUUID过长"
+)
 
 // requestError is a platform request refused before the core is called.
 type requestError struct {
@@ -46,22 +55,22 @@ func (e errSignature) Error() string {
 type coreErrorKind int
 
 const (
-	coreUnavailable coreErrorKind = iota // unreachable, timeout, 5xx, 429
+	coreUnavailable coreErrorKind = iota // unreachable, timeout, 503, 429
 	coreRejected                         // a 4xx that is not a business answer
 	coreInvalid                          // an answer that cannot be translated
+	coreFailed                           // the core answered 5xx (other than 503)
 )
 
 // coreError is a failure of the core call.
 type coreError struct {
 	kind    coreErrorKind
 	status  int
-	detail  string
 	notSent bool // the core certainly did not act on the request
 	cause   error
 }
 
 func (e coreError) Error() string {
-	s := [...]string{"core unavailable", "core rejected the request", "core answer invalid"}[e.kind]
+	s := [...]string{"core unavailable", "core rejected the request", "core answer invalid", "core failed"}[e.kind]
 	if e.status != 0 {
 		s += fmt.Sprintf(" (HTTP %d)", e.status)
 	}
@@ -108,52 +117,51 @@ func classify(err error) failure {
 	}
 }
 
+// classifyCore words a failed core call. Only a business answer carries
+// the core's own text to the platform (through the reply mapping); a
+// failure's text — a stack trace, a password in a 400 — stays in the
+// journal, and an untranslatable answer names the field, never its value.
+// The outcome tells operators whether the core may have acted:
+// core_unavailable (certainly not), core_timeout (sent, no answer),
+// core_error (it answered 5xx).
 func classifyCore(ce coreError) failure {
-	switch ce.kind {
-	case coreRejected:
-		msg := fmt.Sprintf("核心系统拒绝请求(HTTP %d)", ce.status)
-		if ce.detail != "" {
-			msg += ": " + ce.detail
-		}
-		return failure{message: msg, outcome: "core_rejected"}
-	case coreInvalid:
+	switch {
+	case ce.kind == coreRejected:
+		return failure{message: fmt.Sprintf("核心系统拒绝请求(HTTP %d)", ce.status), outcome: "core_rejected"}
+	case ce.kind == coreInvalid:
 		var fe *mapping.FieldError
 		if errors.As(ce.cause, &fe) {
 			return failure{message: "核心系统应答无效: " + fe.Message(), outcome: "core_invalid", field: fe.Path}
 		}
 		return failure{message: "核心系统应答无效", outcome: "core_invalid"}
-	default:
+	case ce.kind == coreFailed:
+		return failure{message: msgBusy, outcome: "core_error"}
+	case ce.notSent:
 		return failure{message: msgBusy, outcome: "core_unavailable"}
+	default:
+		return failure{message: msgBusy, outcome: "core_timeout"}
 	}
 }
 
-// coreMessage extracts the core's own "message" from a JSON error body, so
-// a refusal the core explains reaches the platform in the core's words.
-func coreMessage(body []byte) string {
-	var v struct {
-		Message string `json:"message"`
-	}
-	if json.Unmarshal(body, &v) != nil {
-		return ""
-	}
-	const max = 200
-	if r := []rune(strings.TrimSpace(v.Message)); len(r) > max {
-		return string(r[:max])
-	}
-	return strings.TrimSpace(v.Message)
-}
-
-// failureReply builds the signed resultFlag=false reply for a failed
-// exchange, and logs it.
+// failureReply builds the resultFlag=false reply for a failed exchange,
+// and logs it. It is signed only when the request verified: the protocol
+// uses one key both ways and signs bare concatenated text, so a signed
+// refusal of unverified input would be a signature its sender could reuse
+// on a forged request (SECURITY.md). Verified requests get signed
+// refusals whose texts are fixed or name fields, never quote values.
 func (h *Handler) failureReply(x *exchange, err error) []byte {
 	f := classify(err)
 	x.outcome = f.outcome
 	x.errText = err.Error()
 	h.logFailure(x, f, err)
-	return h.sign(x, []protocol.Element{
+	body := []protocol.Element{
 		{Name: "resultFlag", Text: "false"},
 		{Name: "resultMessage", Text: f.message},
-	})
+	}
+	if !x.verified {
+		return protocol.BuildUnsignedResponse(replyRootFor(x), protocol.NewUUID(), body)
+	}
+	return h.sign(x, body)
 }
 
 // sign builds the reply with a fresh requestUUID, signed with our key.
@@ -173,31 +181,13 @@ func writeXML(w http.ResponseWriter, reply []byte) error {
 }
 
 // replyRootFor names the reply's root element: the mapping's when the
-// message is known, else the request root with Request → Response, else a
-// generic root for input too broken to name itself.
+// message is known (by its root, or by the route's path), else a generic
+// root: a name the sender chose is never echoed.
 func replyRootFor(x *exchange) string {
 	if x.replyRoot != "" {
 		return x.replyRoot
 	}
-	if strings.HasSuffix(x.root, "Request") && isXMLName(x.root) {
-		return strings.TrimSuffix(x.root, "Request") + "Response"
-	}
 	return "errorResponse"
-}
-
-// isXMLName accepts the ASCII names the protocol uses, so a hostile root
-// name is never echoed into our reply.
-func isXMLName(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i, c := range s {
-		letter := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
-		if !letter && (i == 0 || c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
 }
 
 func (h *Handler) logExchange(x *exchange) {

@@ -164,8 +164,12 @@ func (c *IdempotencyConfig) validate() error {
 	switch {
 	case c.UnknownOutcome != unknownRetry && c.UnknownOutcome != unknownHold:
 		return fmt.Errorf("gongbao idempotency: unknown_outcome must be %q or %q, not %q", unknownRetry, unknownHold, c.UnknownOutcome)
-	case c.WaitInFlight < 0 || c.Lease <= 0 || c.Retention <= 0:
-		return errors.New("gongbao idempotency: wait, lease and retention must be positive")
+	case c.WaitInFlight < 0:
+		return errors.New("gongbao idempotency: wait_in_flight must not be negative")
+	case c.Lease <= 0:
+		return errors.New("gongbao idempotency: lease must be positive")
+	case c.Retention <= 0:
+		return errors.New("gongbao idempotency: retention must be positive")
 	}
 	return nil
 }

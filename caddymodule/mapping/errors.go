@@ -46,8 +46,11 @@ const (
 // (dot separated, 0-based [n]) for reply and body rows.
 //
 // Error() is English and never contains the value, so it is safe to log.
-// Message() is Chinese, for resultMessage; it quotes the value unless the row
-// carries personal data.
+// Message() is Chinese, for resultMessage; it names the field and never
+// quotes the value: the reply is signed with the key the platform signs
+// with, over bare concatenated text, so a reply repeating a value would
+// sign text its sender chose (SECURITY.md). Value returns the value for
+// local tools (the dry run), never for a reply or a log.
 type FieldError struct {
 	Path   string
 	Reason Reason
@@ -106,10 +109,6 @@ func (e *FieldError) Message() string {
 	default: // ReasonInvalid
 		b.WriteString(invalidWording(e.typ, e.extra))
 	}
-	if e.quote {
-		b.WriteString(": ")
-		b.WriteString(strconv.Quote(e.value))
-	}
 	if e.Reason == ReasonEnum {
 		b.WriteString(" (允许: " + e.extra + ")")
 	}
@@ -129,6 +128,11 @@ func invalidWording(t Type, pattern string) string {
 	}
 	return "取值无效"
 }
+
+// Value is the offending value and whether it may be shown: false for a
+// row tagged as personal data, or when the error has no single value.
+// Only local tools show it; replies and logs never do.
+func (e *FieldError) Value() (string, bool) { return e.value, e.quote }
 
 // fieldErr starts a FieldError for row r with its source path.
 func (r *Row) fieldErr(reason Reason, detail string) *FieldError {

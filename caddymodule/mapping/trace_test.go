@@ -137,11 +137,11 @@ func TestTraceXMLToJSONErrors(t *testing.T) {
 		{"too long, value not quoted (pii)", "<policyno>1</policyno><applicant><name>" + strings.Repeat("长", 21) + "</name></applicant>", 2, "applicant/name",
 			"applicant/name", "字段 applicant/name 超长(最多 20 个字符, 实际 21)"},
 		{"enum", "<policyno>1</policyno><InvoiceType>9</InvoiceType>", 4, "InvoiceType",
-			"InvoiceType", `字段 InvoiceType 取值无效: "9" (允许: 1, 2)`},
+			"InvoiceType", `字段 InvoiceType 取值无效 (允许: 1, 2)`},
 		{"item row", "<policyno>1</policyno><items><item><code>A</code></item><item><subs><sub><n>x</n></sub></subs></item></items>", 17, "items/item[2]/subs/sub[1]/n",
-			"items/item[2]/subs/sub[1]/n", `字段 items/item[2]/subs/sub[1]/n 不是有效的整数: "x"`},
+			"items/item[2]/subs/sub[1]/n", `字段 items/item[2]/subs/sub[1]/n 不是有效的整数`},
 		{"scalar item", "<policyno>1</policyno><items><item><parts><part>1</part><part>y</part></parts></item></items>", 14, "items/item[1]/parts/part[2]",
-			"items/item[1]/parts/part[2]", `字段 items/item[1]/parts/part[2] 不是有效的整数: "y"`},
+			"items/item[1]/parts/part[2]", `字段 items/item[1]/parts/part[2] 不是有效的整数`},
 		{"count", "<policyno>1</policyno><tags><tag>a</tag><tag>b</tag><tag>c</tag><tag>d</tag></tags>", 11, "tags/tag",
 			"tags/tag", "字段 tags/tag 数量过多(最多 3 个, 实际 4)"},
 	}
@@ -239,7 +239,7 @@ func TestTraceJSONToXMLErrors(t *testing.T) {
 	}{
 		{"missing", `{"message":"x"}`, "accepted", "accepted", "核心系统应答缺少字段 accepted"},
 		{"item", `{"accepted":true,"message":"m","items":[{"code":"A"},null,{"amount":"x"}]}`, "items[2].amount",
-			"items[2].amount", `核心系统应答字段 items[2].amount 不是有效的金额: "x"`},
+			"items[2].amount", `核心系统应答字段 items[2].amount 不是有效的金额`},
 		{"item not an object", `{"accepted":true,"message":"m","items":[{"code":"A"},7]}`, "items",
 			"items[1]", "核心系统应答字段 items[1] 类型错误(应为 对象)"},
 		{"scalar item", `{"accepted":true,"message":"m","tags":["a",{}]}`, "tags[1]",

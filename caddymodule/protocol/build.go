@@ -67,6 +67,22 @@ func mustBuild(t MessageType, root, requestUUID string, body []Element, signKey 
 // matchers). The sign is Sign(LeafValues(body), signKey): exactly the leaf
 // texts emitted, in order, so a receiver's SignedValue equals LeafValues.
 func Build(t MessageType, root, requestUUID string, body []Element, signKey string) ([]byte, error) {
+	return build(t, root, requestUUID, body, signKey, true)
+}
+
+// BuildUnsignedResponse builds a reply whose <sign> is empty: the answer
+// to a request that did not verify. The protocol signs with one key in
+// both directions, so a signed answer to unverified input would hand its
+// sender a signature over text it chose (SECURITY.md).
+func BuildUnsignedResponse(root, requestUUID string, body []Element) []byte {
+	out, err := build(ResponseMessage, root, requestUUID, body, "", false)
+	if err != nil {
+		panic(err)
+	}
+	return out
+}
+
+func build(t MessageType, root, requestUUID string, body []Element, signKey string, signed bool) ([]byte, error) {
 	if !ValidName(root) {
 		return nil, fmt.Errorf("%w: root %q", ErrInvalidName, root)
 	}
@@ -76,14 +92,18 @@ func Build(t MessageType, root, requestUUID string, body []Element, signKey stri
 	if *bodyBuf, err = appendElements(*bodyBuf, body); err != nil {
 		return nil, err
 	}
-	vBuf := getBuf()
-	defer putBuf(vBuf)
-	*vBuf = appendLeafValues(*vBuf, body)
-	sign := signature(*vBuf, signKey)
+	var sign [32]byte
+	signLen := 0
+	if signed {
+		vBuf := getBuf()
+		defer putBuf(vBuf)
+		*vBuf = appendLeafValues(*vBuf, body)
+		sign, signLen = signature(*vBuf, signKey), len(sign)
+	}
 
 	head, bodyName := t.headName(), t.bodyName()
 	size := len(xmlDecl) + tagLen(root) + tagLen(head) + tagLen(bodyName) +
-		tagLen("requestUUID") + tagLen("sign") + len(sign) +
+		tagLen("requestUUID") + tagLen("sign") + signLen +
 		len(requestUUID) + 8 + len(*bodyBuf) // +8: room for an escape or two; append grows if needed
 	out := make([]byte, 0, size)
 	out = append(out, xmlDecl...)
@@ -93,7 +113,7 @@ func Build(t MessageType, root, requestUUID string, body []Element, signKey stri
 	out = appendText(out, requestUUID, true)
 	out = appendClose(out, "requestUUID")
 	out = appendOpen(out, "sign")
-	out = append(out, sign[:]...)
+	out = append(out, sign[:signLen]...)
 	out = appendClose(out, "sign")
 	out = appendClose(out, head)
 	out = appendOpen(out, bodyName)

@@ -28,6 +28,11 @@ type JournalEntry struct {
 	CoreReply   []byte        `json:"-"`
 	ReplyXML    []byte        `json:"-"`
 	Error       string        `json:"error,omitempty"`
+	// ReplayOf is the requestUUID of the exchange this one repeats: its own
+	// for a resend answered from the record, another for a content replay.
+	// Such an entry keeps only a bounded prefix of the request; the whole
+	// exchange is the original's entry.
+	ReplayOf string `json:"replay_of,omitempty"`
 }
 
 // JournalQuery selects entries: every non-empty field must match.
@@ -88,6 +93,10 @@ var journalMigrations = []migration{{
 			error        TEXT        NOT NULL DEFAULT ''
 		)`,
 	}, journalIndexes...),
+}, {
+	id:       "journal-0002-replay-of",
+	sqlite:   []string{`ALTER TABLE gongbao_journal ADD COLUMN replay_of TEXT NOT NULL DEFAULT ''`},
+	postgres: []string{`ALTER TABLE gongbao_journal ADD COLUMN IF NOT EXISTS replay_of TEXT NOT NULL DEFAULT ''`},
 }}
 
 // NewJournal creates the journal table if missing.
@@ -100,10 +109,10 @@ func NewJournal(ctx context.Context, db *DB) (*Journal, error) {
 }
 
 const journalColumns = `at, message, request_uuid, policy_no, proposal_no, outcome, duration_us, core_status,
-	request_xml, core_request, core_reply, reply_xml, error`
+	request_xml, core_request, core_reply, reply_xml, error, replay_of`
 
 const sqlJournalInsert = `INSERT INTO gongbao_journal (` + journalColumns + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`
 
 // Append writes entries in one transaction: all or none.
 func (j *Journal) Append(ctx context.Context, entries []JournalEntry) error {
@@ -114,7 +123,7 @@ func (j *Journal) Append(ctx context.Context, entries []JournalEntry) error {
 		for _, e := range entries {
 			args := []any{dbNow(e.At), e.Message, e.RequestUUID, e.PolicyNo, e.ProposalNo, e.Outcome,
 				e.Duration.Microseconds(), e.CoreStatus, nullBytes(e.RequestXML), nullBytes(e.CoreRequest),
-				nullBytes(e.CoreReply), nullBytes(e.ReplyXML), e.Error}
+				nullBytes(e.CoreReply), nullBytes(e.ReplyXML), e.Error, e.ReplayOf}
 			if _, err := q.Exec(ctx, sqlJournalInsert, args...); err != nil {
 				return err
 			}
@@ -159,7 +168,7 @@ func (j *Journal) Find(ctx context.Context, query JournalQuery) ([]JournalEntry,
 		var at Time
 		var durUS int64
 		if err := rows.Scan(&e.ID, &at, &e.Message, &e.RequestUUID, &e.PolicyNo, &e.ProposalNo, &e.Outcome,
-			&durUS, &e.CoreStatus, &e.RequestXML, &e.CoreRequest, &e.CoreReply, &e.ReplyXML, &e.Error); err != nil {
+			&durUS, &e.CoreStatus, &e.RequestXML, &e.CoreRequest, &e.CoreReply, &e.ReplyXML, &e.Error, &e.ReplayOf); err != nil {
 			return nil, err
 		}
 		e.At, e.Duration = at.T, time.Duration(durUS)*time.Microsecond
