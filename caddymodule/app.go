@@ -394,7 +394,6 @@ func (a *App) checkRequestUUID(id string) error {
 	return nil
 }
 
-
 // humanSize is used in messages about the body limit.
 func humanSize(n int64) string { return humanize.IBytes(uint64(n)) }
 
