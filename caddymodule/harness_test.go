@@ -25,6 +25,7 @@ const sidecarURL = "http://localhost:9080/gongbao"
 // recordedCall is one request as the core received it.
 type recordedCall struct {
 	Method, Path string
+	Host         string
 	Header       http.Header
 	Body         []byte
 }
@@ -57,7 +58,7 @@ func (f *coreFixture) serve(w http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	f.mu.Lock()
 	if strings.HasPrefix(r.URL.Path, "/v1/") && r.Method == http.MethodPost {
-		f.calls = append(f.calls, recordedCall{r.Method, r.URL.Path, r.Header.Clone(), body})
+		f.calls = append(f.calls, recordedCall{r.Method, r.URL.Path, r.Host, r.Header.Clone(), body})
 	}
 	override := f.override
 	f.mu.Unlock()

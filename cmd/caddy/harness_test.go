@@ -165,6 +165,11 @@ func (s *sidecar) render(cfg sidecarConfig) string {
 	gongbao {
 		sign_key {env.GONGBAO_TEST_KEY}
 		insurance_code %s
+		# The tests resend the shipped samples under fresh requestUUIDs;
+		# a content_replay in cfg.Gongbao replaces this one.
+		content_replay {
+			allow insureRequest surrendRequest correctRequest claimRequest invoiceRequest
+		}
 		%s
 	}
 }
