@@ -255,7 +255,7 @@ func (a *App) Start() error {
 	if a.store == nil {
 		return nil
 	}
-	if err := a.store.deliveries.start(a.verifyKeys); err != nil {
+	if err := a.store.deliveries.start(a.callbackPolicy()); err != nil {
 		return fmt.Errorf("gongbao: starting callback delivery: %w", err)
 	}
 	callbackStats.current.Store(a)
