@@ -261,3 +261,42 @@ func TestReloadWithUnsetKeyFails(t *testing.T) {
 	reply, _ := post(t, tester, sidecarURL, insureSample(t, testKey))
 	assertAccepted(t, reply)
 }
+
+// TestAdminBadParameters: every admin endpoint answers a bad query
+// parameter with 400 naming what is allowed, never a 5xx, never silence.
+func TestAdminBadParameters(t *testing.T) {
+	fx := startCore(t)
+	startSidecar(t, callbackConfig(t, fx.srv.Listener.Addr().String(), "http://127.0.0.1:1"))
+	cases := []struct{ path, says string }{
+		{"/gongbao/deliveries?state=bogus", "pending, delivered, dead"},
+		{"/gongbao/deliveries?limit=abc", "from 1 to 1000"},
+		{"/gongbao/deliveries?limit=0", "from 1 to 1000"},
+		{"/gongbao/deliveries?limit=100000", "from 1 to 1000"},
+		{"/gongbao/deliveries?after=-3", "delivery id"},
+		{"/gongbao/deliveries?status=dead", "takes state, limit, after"},
+		{"/gongbao/deliveries?state=dead&state=pending", "once"},
+		{"/gongbao/deliveries?state=%zz", "malformed query"},
+		{"/gongbao/deliveries/stats?x=1", "takes no parameters"},
+		{"/gongbao/deliveries/1?verbose=1", "takes no parameters"},
+		{"/gongbao/deliveries/abc", "not a number"},
+		{"/gongbao/requests?state=bogus", "in_progress, completed, released, unknown"},
+		{"/gongbao/requests?limit=-1", "from 1 to 1000"},
+		{"/gongbao/requests/some-uuid?scop=x", "takes scope"},
+		{"/gongbao/journal?policy_no=P1&limit=x", "from 1 to 1000"},
+		{"/gongbao/journal?policy=P1", "takes request_uuid, policy_no, proposal_no, limit"},
+	}
+	for _, c := range cases {
+		resp, err := http.Get("http://localhost:2999" + c.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), c.says) {
+			t.Errorf("GET %s: %d %s, want 400 saying %q", c.path, resp.StatusCode, body, c.says)
+		}
+	}
+	// Good parameters still work.
+	adminJSON(t, http.MethodGet, "/gongbao/deliveries?state=dead&limit=10&after=0", "", http.StatusOK, nil)
+	adminJSON(t, http.MethodGet, "/gongbao/requests?state=unknown&limit=5", "", http.StatusOK, nil)
+}
