@@ -21,7 +21,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "gongbao",
-		Usage: "<sign|verify|send|deliveries|journal|mapping|simulate> [flags]",
+		Usage: "<sign|verify|send|deliveries|journal|mapping|simulate|doctor> [flags]",
 		Short: "Signs, verifies and sends 工保网 protocol messages",
 		Long: `
 Tools for the 工保网 signed-XML protocol. Keys are read from an environment
@@ -35,11 +35,12 @@ from the command line, and are never printed.
   caddy gongbao journal --policy P               recorded exchanges, via the admin API
   caddy gongbao mapping test <mapping> <file>    dry run of a mapping, field by field
   caddy gongbao simulate --url U                 acts as 工保网: the whole lifecycle, callbacks included
+  caddy gongbao doctor [--config F]              go-live preflight of a config file or the running server
 
 Exit status: 0 success; 1 usage or I/O error; 2 a signature does not verify;
 3 (send) the reply verified but says resultFlag=false.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), verifyCommand(), sendCommand(), deliveriesCommand(), journalCommand(), mappingCommand(), simulateCommand())
+			cmd.AddCommand(signCommand(), verifyCommand(), sendCommand(), deliveriesCommand(), journalCommand(), mappingCommand(), simulateCommand(), doctorCommand())
 		},
 	})
 }

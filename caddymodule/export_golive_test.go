@@ -10,3 +10,7 @@ func SetDeliveryClockForTest(clock delivery.Clock) (restore func()) {
 	deliveryClock = clock
 	return func() { deliveryClock = saved }
 }
+
+// DoctorCommandForTest hands the unexported doctor command to the
+// end-to-end tests.
+var DoctorCommandForTest = doctorCommand

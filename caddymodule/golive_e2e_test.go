@@ -300,3 +300,34 @@ func TestAdminBadParameters(t *testing.T) {
 	adminJSON(t, http.MethodGet, "/gongbao/deliveries?state=dead&limit=10&after=0", "", http.StatusOK, nil)
 	adminJSON(t, http.MethodGet, "/gongbao/requests?state=unknown&limit=5", "", http.StatusOK, nil)
 }
+
+// TestDoctorAgainstRunningServer: without --config the doctor checks the
+// running server's config through the admin API, store in use included.
+func TestDoctorAgainstRunningServer(t *testing.T) {
+	platform := startStandIn(t, func(w http.ResponseWriter, env *protocol.Envelope, _ int) {
+		t.Errorf("the doctor sent a callback")
+	})
+	fx := startCore(t)
+	cfg := strings.Replace(callbackConfig(t, fx.srv.Listener.Addr().String(), platform.srv.URL),
+		"insurance_code PICC-TEST", "insurance_code 12345", 1)
+	startSidecar(t, cfg)
+
+	code := 0
+	restore := caddymodule.SetExitForTest(func(c int) { code = c })
+	defer restore()
+	t.Setenv("GONGBAO_SIGN_KEY", testKey)
+	cmd := caddymodule.DoctorCommandForTest()
+	var out strings.Builder
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs([]string{"--address", "localhost:2999"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 || strings.Contains(out.String(), "✗") || !strings.Contains(out.String(), "✔ store: sqlite") {
+		t.Fatalf("exit %d:\n%s", code, out.String())
+	}
+	if strings.Contains(out.String(), testKey) {
+		t.Fatal("the doctor printed the key")
+	}
+}
