@@ -197,3 +197,24 @@ func TestGoLiveRules(t *testing.T) {
 		}
 	}
 }
+
+// TestValidateCallbackModes: a bad reply_signature or refusal in a JSON
+// config is a Validate error naming the field.
+func TestValidateCallbackModes(t *testing.T) {
+	for _, c := range []struct {
+		cfg  CallbackConfig
+		says string
+	}{
+		{CallbackConfig{ReplySignature: "sometimes"}, `reply_signature must be "optional" or "required", not "sometimes"`},
+		{CallbackConfig{Refusal: "ignore"}, `refusal must be "retry" or "dead_letter", not "ignore"`},
+	} {
+		err := c.cfg.validate(nil)
+		if err == nil || !strings.Contains(err.Error(), c.says) || !strings.Contains(err.Error(), "gongbao callbacks") {
+			t.Errorf("%+v: %v, want an error saying %s", c.cfg, err, c.says)
+		}
+	}
+	ok := CallbackConfig{ReplySignature: "required", Refusal: "dead_letter"}
+	if err := ok.validate(nil); err != nil {
+		t.Errorf("valid modes refused: %v", err)
+	}
+}
