@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -114,9 +113,19 @@ func (a *App) listRequests(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	state := store.State(r.URL.Query().Get("state"))
-	limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
-	recs, err := idem.List(r.Context(), state, limit)
+	q, err := parseAdminQuery(r, "state", "limit")
+	if err != nil {
+		return err
+	}
+	state, err := q.choice("state", requestStates)
+	if err != nil {
+		return err
+	}
+	limit, err := q.limit()
+	if err != nil {
+		return err
+	}
+	recs, err := idem.List(r.Context(), store.State(state), limit)
 	if err != nil {
 		return adminError(http.StatusServiceUnavailable, "listing requests: %v", err)
 	}
@@ -133,7 +142,11 @@ func (a *App) showRequest(w http.ResponseWriter, r *http.Request, key string) er
 	if err != nil {
 		return err
 	}
-	rec, err := idem.Get(r.Context(), a.scopeParam(r), key)
+	scope, err := a.scopeParam(r)
+	if err != nil {
+		return err
+	}
+	rec, err := idem.Get(r.Context(), scope, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return adminError(http.StatusNotFound, "no request record %q", key)
 	}
@@ -159,8 +172,12 @@ func (a *App) resolveRequest(w http.ResponseWriter, r *http.Request, key string)
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&body); err != nil {
 		return adminError(http.StatusBadRequest, "decoding the resolution: %v", err)
 	}
+	scope, err := a.scopeParam(r)
+	if err != nil {
+		return err
+	}
 	res := store.Resolution{State: store.State(body.State), Reply: []byte(body.Reply), Note: body.Note}
-	rec, err := idem.Resolve(r.Context(), a.scopeParam(r), key, res, time.Now())
+	rec, err := idem.Resolve(r.Context(), scope, key, res, time.Now())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		return adminError(http.StatusNotFound, "no request record %q", key)
@@ -174,11 +191,17 @@ func (a *App) resolveRequest(w http.ResponseWriter, r *http.Request, key string)
 	return writeJSON(w, http.StatusOK, recordJSON(rec))
 }
 
-func (a *App) scopeParam(r *http.Request) string {
-	if s := r.URL.Query().Get("scope"); s != "" {
-		return s
+// scopeParam is the ?scope= of a request-record endpoint, or this
+// config's scope.
+func (a *App) scopeParam(r *http.Request) (string, error) {
+	q, err := parseAdminQuery(r, "scope")
+	if err != nil {
+		return "", err
 	}
-	return a.Idempotency.Scope
+	if s := q.text("scope"); s != "" {
+		return s, nil
+	}
+	return a.Idempotency.Scope, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

@@ -43,10 +43,10 @@ func (a *App) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	opt := delivery.ListOptions{State: delivery.State(q.Get("state"))}
-	opt.Limit, _ = strconv.Atoi(q.Get("limit"))
-	opt.After, _ = strconv.ParseInt(q.Get("after"), 10, 64)
+	opt, err := listOptions(r)
+	if err != nil {
+		return err
+	}
 	list, next, err := engine.List(r.Context(), opt)
 	if err != nil {
 		return deliveryAdminError(err)
@@ -61,8 +61,30 @@ func (a *App) listDeliveries(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
+// listOptions reads ?state=&limit=&after= of the delivery list.
+func listOptions(r *http.Request) (delivery.ListOptions, error) {
+	var opt delivery.ListOptions
+	q, err := parseAdminQuery(r, "state", "limit", "after")
+	if err != nil {
+		return opt, err
+	}
+	state, err := q.choice("state", deliveryStates)
+	if err != nil {
+		return opt, err
+	}
+	opt.State = delivery.State(state)
+	if opt.Limit, err = q.limit(); err != nil {
+		return opt, err
+	}
+	opt.After, err = q.cursor("after")
+	return opt, err
+}
+
 // showDelivery: GET /gongbao/deliveries/<id>, with every attempt.
 func (a *App) showDelivery(w http.ResponseWriter, r *http.Request, idText string) error {
+	if _, err := parseAdminQuery(r); err != nil {
+		return err
+	}
 	engine, id, err := a.deliveryByID(idText)
 	if err != nil {
 		return err
@@ -77,6 +99,9 @@ func (a *App) showDelivery(w http.ResponseWriter, r *http.Request, idText string
 // retryDelivery: POST /gongbao/deliveries/<id>/retry, for a dead letter.
 // The same signed body (same requestUUID) is delivered again.
 func (a *App) retryDelivery(w http.ResponseWriter, r *http.Request, idText string) error {
+	if _, err := parseAdminQuery(r); err != nil {
+		return err
+	}
 	engine, id, err := a.deliveryByID(idText)
 	if err != nil {
 		return err
@@ -90,6 +115,9 @@ func (a *App) retryDelivery(w http.ResponseWriter, r *http.Request, idText strin
 
 // deliveryStats: GET /gongbao/deliveries/stats
 func (a *App) deliveryStats(w http.ResponseWriter, r *http.Request) error {
+	if _, err := parseAdminQuery(r); err != nil {
+		return err
+	}
 	engine, err := a.deliveryEngine()
 	if err != nil {
 		return err

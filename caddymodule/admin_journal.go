@@ -2,7 +2,6 @@ package caddymodule
 
 import (
 	"net/http"
-	"strconv"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/delivery"
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
@@ -25,9 +24,14 @@ func (a *App) findJournal(w http.ResponseWriter, r *http.Request) error {
 	if a.store == nil || a.Journal.Disabled {
 		return adminError(http.StatusConflict, "the journal is off")
 	}
-	q := r.URL.Query()
-	query := store.JournalQuery{RequestUUID: q.Get("request_uuid"), PolicyNo: q.Get("policy_no"), ProposalNo: q.Get("proposal_no")}
-	query.Limit, _ = strconv.Atoi(q.Get("limit"))
+	q, err := parseAdminQuery(r, "request_uuid", "policy_no", "proposal_no", "limit")
+	if err != nil {
+		return err
+	}
+	query := store.JournalQuery{RequestUUID: q.text("request_uuid"), PolicyNo: q.text("policy_no"), ProposalNo: q.text("proposal_no")}
+	if query.Limit, err = q.limit(); err != nil {
+		return err
+	}
 	if query.RequestUUID == "" && query.PolicyNo == "" && query.ProposalNo == "" {
 		return adminError(http.StatusBadRequest, "give request_uuid, policy_no or proposal_no")
 	}

@@ -125,15 +125,9 @@ func RegisterBuiltinMappings(fsys fs.FS) { builtinMappings = fsys }
 func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
-	a.signKey = repl.ReplaceKnown(a.SignKey, "")
-	a.verifyKeys = a.verifyKeys[:0]
-	for _, k := range a.VerifyKeys {
-		if resolved := repl.ReplaceKnown(k, ""); resolved != "" {
-			a.verifyKeys = append(a.verifyKeys, resolved)
-		}
-	}
-	if len(a.VerifyKeys) == 0 && a.signKey != "" {
-		a.verifyKeys = []string{a.signKey}
+	var err error
+	if a.signKey, a.verifyKeys, err = resolveKeys(repl, a.SignKey, a.VerifyKeys); err != nil {
+		return err
 	}
 	if a.MaxBodySize == 0 {
 		a.MaxBodySize = defaultMaxBodySize
@@ -270,14 +264,16 @@ func describePlaceholder(s string) string {
 	return "(literal value)"
 }
 
-// Start starts callback delivery (once per store, with this config's
-// keys) and the store's housekeeping: expiring dead leases and purging
-// records past their retention.
+// Start logs what this config serves, starts callback delivery (once per
+// store, under this config's keys and addresses) and the store's
+// housekeeping: expiring dead leases and purging records past their
+// retention.
 func (a *App) Start() error {
+	a.logStart()
 	if a.store == nil {
 		return nil
 	}
-	if err := a.store.deliveries.start(a.verifyKeys); err != nil {
+	if err := a.store.deliveries.start(a.callbackPolicy()); err != nil {
 		return fmt.Errorf("gongbao: starting callback delivery: %w", err)
 	}
 	callbackStats.current.Store(a)
@@ -285,6 +281,16 @@ func (a *App) Start() error {
 	a.stop, a.done = cancel, make(chan struct{})
 	go a.housekeep(ctx)
 	return nil
+}
+
+// logStart writes the configuration summary of a start or reload.
+func (a *App) logStart() {
+	if a.store == nil {
+		a.logConfiguration(a.logger, nil)
+		return
+	}
+	cfg := a.Store.resolve(caddy.NewReplacer())
+	a.logConfiguration(a.logger, &cfg)
 }
 
 // Stop ends the housekeeping.

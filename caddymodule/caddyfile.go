@@ -1,7 +1,9 @@
 package caddymodule
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -46,6 +48,8 @@ func init() {
 //			workers         <n>
 //			poll_interval   <duration>
 //			rescue_after    <duration>
+//			reply_signature optional|required
+//			refusal         retry|dead_letter
 //		}
 //		journal off
 //		journal {
@@ -287,6 +291,10 @@ func (a *App) unmarshalCallbacks(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &cfg.RescueAfter)
 		case "workers":
 			err = intArg(d, &cfg.Workers)
+		case "reply_signature":
+			err = choiceArg(d, &cfg.ReplySignature, "optional", "required")
+		case "refusal":
+			err = choiceArg(d, &cfg.Refusal, "retry", "dead_letter")
 		default:
 			err = d.Errf("unrecognized subdirective '%s'", d.Val())
 		}
@@ -385,6 +393,18 @@ func singleArg(d *caddyfile.Dispenser, dst *string) error {
 	*dst = d.Val()
 	if d.NextArg() {
 		return d.ArgErr()
+	}
+	return nil
+}
+
+// choiceArg reads one argument that must be one of choices.
+func choiceArg(d *caddyfile.Dispenser, dst *string, choices ...string) error {
+	name := d.Val()
+	if err := singleArg(d, dst); err != nil {
+		return err
+	}
+	if !slices.Contains(choices, *dst) {
+		return d.Errf("%s: want %s, got '%s'", name, strings.Join(choices, " or "), *dst)
 	}
 	return nil
 }

@@ -17,6 +17,10 @@ import (
 	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
 )
 
+// deliveryClock is the delivery engine's schedule clock: nil (the wall
+// clock) except in tests, which run schedule time faster.
+var deliveryClock delivery.Clock
+
 // defaultCallbackBase is where callbacks go when nothing is configured: a
 // platform stand-in on the same machine (the simulator's default).
 const defaultCallbackBase = "http://127.0.0.1:7070"
@@ -54,6 +58,20 @@ type CallbackConfig struct {
 	// PollInterval is how often due callbacks are looked for (SQLite has
 	// no notifications, so it is also the pick-up delay). Default: 1s.
 	PollInterval caddy.Duration `json:"poll_interval,omitempty"`
+
+	// ReplySignature is "optional" (default) or "required". Optional: the
+	// platform's reply is judged by its resultFlag; a reply without a sign
+	// is accepted, and so is one whose sign does not verify (recorded on
+	// the attempt, counted, and warned about once per delivery). Required:
+	// a reply whose sign is missing or does not verify with a verify_key is
+	// retried. Nothing public shows that 工保网 signs its replies.
+	ReplySignature string `json:"reply_signature,omitempty"`
+
+	// Refusal is what a reply with resultFlag=false does: "retry"
+	// (default; resent on the normal schedule, same requestUUID and body,
+	// until the deadline, then a dead letter with the platform's last
+	// message) or "dead_letter" (a dead letter at once).
+	Refusal string `json:"refusal,omitempty"`
 }
 
 // callbackURL is where the callback of an outbound mapping is posted.
@@ -81,15 +99,45 @@ func (c *CallbackConfig) validate(urls map[string]string) error {
 	if c.Workers < 0 || c.AttemptTimeout < 0 || c.Deadline < 0 || c.PollInterval < 0 || c.RescueAfter < 0 {
 		return errors.New("gongbao callbacks: workers, attempt_timeout, deadline, poll_interval and rescue_after must be positive")
 	}
+	if _, _, err := c.modes(); err != nil {
+		return fmt.Errorf("gongbao callbacks: %w", err)
+	}
 	return nil
 }
 
-// deliveries is the delivery engine of a store handle and the keys it
-// verifies platform replies with. The engine outlives config reloads; the
-// keys are those of the config that started most recently.
+// modes reads reply_signature and refusal; "" means the default.
+func (c *CallbackConfig) modes() (delivery.SignatureMode, delivery.RefusalMode, error) {
+	sig, err := delivery.ParseSignatureMode(c.ReplySignature)
+	if err != nil {
+		return "", "", err
+	}
+	refusal, err := delivery.ParseRefusalMode(c.Refusal)
+	return sig, refusal, err
+}
+
+// callbackPolicy is what this config tells the shared delivery engine:
+// the keys replies may be signed with, how replies are judged and where
+// each callback goes. Addresses are keyed by event name and by callback
+// root, so a delivery queued under any earlier config finds its address.
+func (a *App) callbackPolicy() *delivery.Policy {
+	sig, refusal, _ := a.Callbacks.modes() // checked by Validate
+	urls := make(map[string]string, 2*len(a.callbackTo))
+	for event, u := range a.callbackTo {
+		urls[event] = u
+		if m, ok := a.mappings.Outbound[event]; ok {
+			urls[m.Callback] = u
+		}
+	}
+	return &delivery.Policy{Keys: a.verifyKeys, ReplySignature: sig, Refusal: refusal, URLs: urls}
+}
+
+// deliveries is the delivery engine of a store handle and the policy it
+// delivers under. The engine outlives config reloads; the policy (keys,
+// reply rules, callback addresses) is that of the config that started
+// most recently, swapped in whole so an attempt reads one config's view.
 type deliveries struct {
 	engine  *delivery.Engine
-	keys    atomic.Pointer[[]string]
+	policy  atomic.Pointer[delivery.Policy]
 	startMu sync.Mutex
 	started bool
 }
@@ -97,11 +145,12 @@ type deliveries struct {
 // newDeliveries builds the engine on a freshly opened store.
 func newDeliveries(ctx context.Context, h *storeHandle, cfg *CallbackConfig, log *slog.Logger) (*deliveries, error) {
 	d := new(deliveries)
-	empty := []string{}
-	d.keys.Store(&empty)
+	d.policy.Store(new(delivery.Policy))
 	engine, err := delivery.New(ctx, delivery.Config{
 		Store:          h.db,
-		PlatformKeys:   func() []string { return *d.keys.Load() },
+		Policy:         d.policy.Load,
+		OnAttempt:      countCallbackAttempt,
+		Clock:          deliveryClock,
 		AttemptTimeout: time.Duration(cfg.AttemptTimeout),
 		Deadline:       time.Duration(cfg.Deadline),
 		RescueAfter:    time.Duration(cfg.RescueAfter),
@@ -116,9 +165,9 @@ func newDeliveries(ctx context.Context, h *storeHandle, cfg *CallbackConfig, log
 	return d, nil
 }
 
-// start starts delivering, once per store handle, with the given keys.
-func (d *deliveries) start(keys []string) error {
-	d.keys.Store(&keys)
+// start starts delivering, once per store handle, under the given policy.
+func (d *deliveries) start(p *delivery.Policy) error {
+	d.policy.Store(p)
 	d.startMu.Lock()
 	defer d.startMu.Unlock()
 	if d.started {

@@ -264,13 +264,15 @@ func TestBadEvents(t *testing.T) {
 	}
 }
 
-// TestRefusedCallbackDeadLettersAndRetry: a platform refusal is a dead
-// letter carrying the platform's message; an operator retry delivers the
-// same signed body again.
+// TestRefusedCallbackDeadLettersAndRetry: under refusal dead_letter, a
+// platform refusal is a dead letter carrying the platform's message; an
+// operator retry delivers the same signed body again.
 func TestRefusedCallbackDeadLettersAndRetry(t *testing.T) {
 	platform := startPlatform(t)
 	fx := startCore(t)
-	startSidecar(t, callbackConfig(t, fx.srv.Listener.Addr().String(), platform.srv.URL))
+	cfg := strings.Replace(callbackConfig(t, fx.srv.Listener.Addr().String(), platform.srv.URL),
+		"poll_interval 50ms", "poll_interval 50ms\n\t\t\trefusal dead_letter", 1)
+	startSidecar(t, cfg)
 	platform.set("保单号不存在", false)
 
 	_, out := postEvent(t, "policy-paid", string(sample(t, "policy-paid.json")))

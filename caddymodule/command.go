@@ -14,13 +14,14 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
+	"github.com/caddy-gongbao/gongbao/caddymodule/delivery"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 )
 
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "gongbao",
-		Usage: "<sign|verify|send|deliveries|journal|mapping|simulate> [flags]",
+		Usage: "<sign|verify|send|deliveries|journal|mapping|simulate|doctor> [flags]",
 		Short: "Signs, verifies and sends 工保网 protocol messages",
 		Long: `
 Tools for the 工保网 signed-XML protocol. Keys are read from an environment
@@ -34,11 +35,12 @@ from the command line, and are never printed.
   caddy gongbao journal --policy P               recorded exchanges, via the admin API
   caddy gongbao mapping test <mapping> <file>    dry run of a mapping, field by field
   caddy gongbao simulate --url U                 acts as 工保网: the whole lifecycle, callbacks included
+  caddy gongbao doctor [--config F]              go-live preflight of a config file or the running server
 
 Exit status: 0 success; 1 usage or I/O error; 2 a signature does not verify;
 3 (send) the reply verified but says resultFlag=false.`,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), verifyCommand(), sendCommand(), deliveriesCommand(), journalCommand(), mappingCommand(), simulateCommand())
+			cmd.AddCommand(signCommand(), verifyCommand(), sendCommand(), deliveriesCommand(), journalCommand(), mappingCommand(), simulateCommand(), doctorCommand())
 		},
 	})
 }
@@ -217,6 +219,11 @@ func sendCommand() *cobra.Command {
 			return exitError{1, err}
 		}
 		key, _ := keys.key()
+		// Said first, so that "send, then look it up in the journal"
+		// works even when the post fails.
+		if env, err := protocol.Parse(signed, protocol.Limits{}); err == nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "sent %s requestUUID %s\n", env.Root, env.RequestUUID)
+		}
 		reply, err := post(cmd.Context(), url, signed, timeout)
 		if err != nil {
 			return exitError{1, err}
@@ -224,7 +231,7 @@ func sendCommand() *cobra.Command {
 		if _, err := cmd.OutOrStdout().Write(append(reply, '\n')); err != nil {
 			return err
 		}
-		return judgeReply(reply, key)
+		return judgeReply(cmd.ErrOrStderr(), reply, key)
 	})
 	return cmd
 }
@@ -253,19 +260,40 @@ func post(ctx context.Context, url string, body []byte, timeout time.Duration) (
 	return reply, nil
 }
 
-// judgeReply verifies a reply and turns its resultFlag into an exit status.
-func judgeReply(reply []byte, key string) error {
-	env, err := protocol.Parse(reply, protocol.Limits{})
+// judgeReply reads a reply with the one platform-reply reader (shared
+// with callback delivery), says on stderr whether its sign verified, and
+// turns it into an exit status: 0 resultFlag=true with a verifying sign;
+// 2 a sign that does not verify, or an acceptance without a sign (our
+// sidecar signs every answer it computes); 3 a refusal. A refusal may be
+// unsigned: the sidecar refuses an unverified request with a fixed,
+// unsigned reply, which says so rather than failing obscurely.
+func judgeReply(stderr io.Writer, reply []byte, key string) error {
+	r, err := delivery.ReadReply(reply, []string{key}, protocol.Limits{})
 	if err != nil {
 		return exitError{2, fmt.Errorf("the reply is not a valid message: %w", err)}
 	}
-	if err := verifyEnvelope(env, key); err != nil {
-		return exitError{2, fmt.Errorf("reply: %w", err)}
+	fmt.Fprintf(stderr, "reply %s requestUUID %s: %s\n", r.Root, r.RequestUUID, describeReplySignature(r.Signature))
+	switch {
+	case r.Signature == delivery.SignatureMismatch:
+		return exitError{2, fmt.Errorf("reply: %s: the sign does not match the body with the configured key", r.Root)}
+	case r.Flag == "true" && r.Signature == delivery.SignatureUnsigned:
+		return exitError{2, fmt.Errorf("reply: %s says resultFlag=true but is unsigned", r.Root)}
+	case r.Flag == "true":
+		return nil
+	case r.Signature == delivery.SignatureUnsigned:
+		return exitError{3, fmt.Errorf("the reply is unsigned and says resultFlag=%s: %s", r.Flag, r.Message)}
+	default:
+		return exitError{3, fmt.Errorf("the reply verifies but says resultFlag=%s: %s", r.Flag, r.Message)}
 	}
-	flag, _ := env.Text("resultFlag")
-	if flag != "true" {
-		msg, _ := env.Text("resultMessage")
-		return exitError{3, fmt.Errorf("the reply verifies but says resultFlag=%s: %s", flag, msg)}
+}
+
+func describeReplySignature(s delivery.ReplySignature) string {
+	switch s {
+	case delivery.SignatureVerified:
+		return "signature verified"
+	case delivery.SignatureUnsigned:
+		return "unsigned (the reply has an empty sign)"
+	default:
+		return "signature does NOT verify with the configured key"
 	}
-	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -88,10 +89,14 @@ func TestSend(t *testing.T) {
 	cases := []struct {
 		name, flag, key string
 		want            int
+		says            string // on stderr
 	}{
-		{"accepted", "true", cliTestKey, 0},
-		{"refused", "false", cliTestKey, 3},
-		{"reply signed with another key", "true", "another-key", 2},
+		{"accepted", "true", cliTestKey, 0, "signature verified"},
+		{"refused", "false", cliTestKey, 3, "the reply verifies but says resultFlag=false"},
+		{"reply signed with another key", "true", "another-key", 2, "does NOT verify"},
+		// The sidecar refuses an unverified request with an unsigned reply.
+		{"unsigned refusal", "false", "", 3, "the reply is unsigned and says resultFlag=false: 受理申请"},
+		{"unsigned acceptance", "true", "", 2, "resultFlag=true but is unsigned"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -100,15 +105,26 @@ func TestSend(t *testing.T) {
 				var buf bytes.Buffer
 				buf.ReadFrom(r.Body)
 				received = buf.Bytes()
-				w.Write(protocol.BuildResponse("claimResponse", protocol.NewUUID(), []protocol.Element{
+				key := tc.key
+				if key == "" {
+					key = "any" // the sign is emptied below
+				}
+				reply := protocol.BuildResponse("claimResponse", protocol.NewUUID(), []protocol.Element{
 					{Name: "resultFlag", Text: tc.flag}, {Name: "resultMessage", Text: "受理申请"},
-				}, tc.key))
+				}, key)
+				if tc.key == "" {
+					reply = regexp.MustCompile(`<sign>[^<]*</sign>`).ReplaceAll(reply, []byte("<sign></sign>"))
+				}
+				w.Write(reply)
 			}))
 			defer srv.Close()
 			file := filepath.Join("..", "testdata", "messages", "claimRequest.xml")
-			out, _, code := runCLI(t, sendCommand(), nil, "--url", srv.URL, "--file", file)
+			out, stderr, code := runCLI(t, sendCommand(), nil, "--url", srv.URL, "--file", file, "--new-uuid")
 			if code != tc.want {
-				t.Fatalf("exit %d, want %d", code, tc.want)
+				t.Fatalf("exit %d, want %d; stderr %s", code, tc.want, stderr)
+			}
+			if !strings.Contains(stderr, tc.says) {
+				t.Errorf("stderr does not say %q:\n%s", tc.says, stderr)
 			}
 			if !strings.Contains(out, "<claimResponse>") {
 				t.Errorf("the reply was not printed: %q", out)
@@ -119,6 +135,9 @@ func TestSend(t *testing.T) {
 			}
 			if _, ok := protocol.VerifyAny(env.SignedValue(), env.Sign, []string{cliTestKey}); !ok {
 				t.Error("the posted message does not verify")
+			}
+			if !strings.Contains(stderr, "sent claimRequest requestUUID "+env.RequestUUID+"\n") {
+				t.Errorf("stderr does not give the requestUUID sent (%s):\n%s", env.RequestUUID, stderr)
 			}
 		})
 	}

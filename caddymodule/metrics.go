@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/caddy-gongbao/gongbao/caddymodule/delivery"
 )
 
 // The sidecar's metrics. They are package-level so counts survive config
@@ -47,6 +49,16 @@ var (
 		Help: "Core events posted to the intake, by event and outcome (accepted, duplicate, or the refusal reason).",
 	}, []string{"event", "outcome"})
 
+	metricCallbackReplySignature = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "gongbao", Name: "callback_reply_signature_total",
+		Help: "Platform replies to callbacks by what their sign was worth: verified, unsigned, mismatch.",
+	}, []string{"result"})
+
+	metricCallbackAttempts = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "gongbao", Name: "callback_attempts_total",
+		Help: "Callback attempts by outcome: accepted, refused (resultFlag=false), failed.",
+	}, []string{"outcome"})
+
 	metricJournalDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "gongbao", Name: "journal_dropped_total",
 		Help: "Journal entries that could not be written (queue full or store failure).",
@@ -66,7 +78,8 @@ func registerMetrics(reg *prometheus.Registry) error {
 		return nil
 	}
 	for _, c := range []prometheus.Collector{metricRequests, metricSignatureFailures, metricReplays,
-		metricConflicts, metricCoreDuration, metricEvents, metricJournalDropped, callbackStats} {
+		metricConflicts, metricCoreDuration, metricEvents, metricJournalDropped, callbackStats,
+		metricCallbackReplySignature, metricCallbackAttempts} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -99,6 +112,15 @@ func (h *Handler) countExchange(x *exchange) {
 	}
 	if x.coreStatus != 0 || x.coreTime > 0 {
 		metricCoreDuration.WithLabelValues(msg).Observe(x.coreTime.Seconds())
+	}
+}
+
+// countCallbackAttempt counts one recorded callback attempt. Labels are
+// the engine's fixed words, never reply text.
+func countCallbackAttempt(a delivery.Attempt) {
+	metricCallbackAttempts.WithLabelValues(string(a.Outcome)).Inc()
+	if a.ReplySignature != "" {
+		metricCallbackReplySignature.WithLabelValues(string(a.ReplySignature)).Inc()
 	}
 }
 

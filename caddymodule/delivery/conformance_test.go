@@ -216,11 +216,11 @@ func TestDeadlineThenOperatorRetry(t *testing.T) {
 	})
 }
 
-// resultFlag=false is a dead letter carrying the platform's message at
-// once; other deliveries are unaffected.
+// Under refusal dead_letter, resultFlag=false is a dead letter carrying the
+// platform's message at once; other deliveries are unaffected.
 func TestRefusedIsDead(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		env := newTestEnv(t, b)
+		env := newTestEnv(t, b, withPolicy(func(p *Policy) { p.Refusal = RefusalDeadLetter }))
 		bad := env.newDelivery("refused", "")
 		env.plat.setDecide(func(e *protocol.Envelope, _ time.Time) reply {
 			if e.RequestUUID == bad.RequestUUID {
@@ -248,17 +248,13 @@ func TestRefusedIsDead(t *testing.T) {
 	})
 }
 
-// A reply with a bad signature, a malformed reply, or one signed with a key
-// not (yet) configured, is retried, never taken for success or refusal.
+// Under reply_signature required, a reply with a bad signature, a malformed
+// reply, or one signed with a key not (yet) configured, is retried, never
+// taken for success or refusal.
 func TestBadRepliesRetried(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		var keys struct {
-			sync.Mutex
-			list []string
-		}
-		keys.list = []string{"some-other-key"}
-		env := newTestEnv(t, b, withConfig(func(c *Config) {
-			c.PlatformKeys = func() []string { keys.Lock(); defer keys.Unlock(); return keys.list }
+		env := newTestEnv(t, b, withPolicy(func(p *Policy) {
+			p.Keys, p.ReplySignature = []string{"some-other-key"}, SignatureRequired
 		}))
 		var seen int
 		env.plat.setDecide(func(*protocol.Envelope, time.Time) reply {
@@ -269,11 +265,12 @@ func TestBadRepliesRetried(t *testing.T) {
 			case 2:
 				return replyMalformed
 			case 3:
-				return replyAccept // signed with a key the engine does not know yet
+				// Signed with a key this attempt does not know; a config
+				// reload adds it, for the next attempt (the policy is read
+				// once per attempt).
+				env.setPolicy(func(p *Policy) { p.Keys = []string{"some-other-key", testKey} })
+				return replyAccept
 			default:
-				keys.Lock()
-				keys.list = []string{"some-other-key", testKey} // a config reload
-				keys.Unlock()
 				return replyAccept
 			}
 		})
@@ -405,7 +402,9 @@ func failJobs(t *testing.T, db *store.DB) {
 // dead predecessors do not block; other keys are not held up.
 func TestOrdering(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b backend) {
-		env := newTestEnv(t, b)
+		// Refusals are dead letters here, to see that a dead predecessor
+		// does not block.
+		env := newTestEnv(t, b, withPolicy(func(p *Policy) { p.Refusal = RefusalDeadLetter }))
 		paid := env.newDelivery("paid", "P1")
 		invoice := env.newDelivery("invoice", "P1")
 		surrender := env.newDelivery("surrender", "P1")

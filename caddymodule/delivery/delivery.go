@@ -8,13 +8,22 @@
 // its River job are written in one transaction: a delivery the caller was
 // told about always has a job, and a failed Enqueue leaves neither.
 //
-// A delivery succeeds only when the platform's reply parses, its signature
-// verifies with a configured platform key and its resultFlag is true.
-// resultFlag=false is the platform refusing the callback: dead letter at
-// once, carrying the platform's resultMessage. Anything else (network error,
-// non-2xx, timeout, malformed or badly signed reply) is retried on the
-// schedule in Backoff until the per-delivery deadline, then dead-lettered
-// with the last error. Operators list, inspect and retry deliveries.
+// A delivery succeeds when the platform's reply is a 2xx protocol message
+// with the expected root and resultFlag=true. Its sign is checked and
+// recorded on the attempt (verified, unsigned, mismatch); it must verify
+// only under SignatureRequired (see Policy: nothing public shows that the
+// platform signs its replies). resultFlag=false is a refusal: by default
+// retried on the schedule (spec §3.1: both sides resend after a failure),
+// under RefusalDeadLetter a dead letter at once. Anything else (network
+// error, non-2xx, timeout, malformed reply, wrong root, no resultFlag) is
+// retried on the schedule in Backoff until the per-delivery deadline, then
+// dead-lettered with the last error or refusal. Operators list, inspect and
+// retry deliveries.
+//
+// Only the signed body and its requestUUID are frozen when a callback is
+// queued. Where it goes, how its reply is judged and with which keys come
+// from the Policy of the running configuration, read at every attempt;
+// each attempt records the URL it actually used.
 //
 // Deliveries with the same OrderKey (the policy number) go out in id order:
 // one is not attempted while an earlier one is pending; it waits (a River
@@ -100,10 +109,13 @@ type NewDelivery struct {
 
 // Delivery is a stored callback.
 type Delivery struct {
-	ID             int64      `json:"id"`
-	Event          string     `json:"event"`
-	Callback       string     `json:"callback"`
-	ReplyRoot      string     `json:"reply_root"`
+	ID        int64  `json:"id"`
+	Event     string `json:"event"`
+	Callback  string `json:"callback"`
+	ReplyRoot string `json:"reply_root"`
+	// URL is the address when the callback was queued. Attempts go to the
+	// address the configuration gives at the time (Attempt.URL); this one
+	// is used only when the configuration no longer names the callback.
 	URL            string     `json:"url"`
 	RequestUUID    string     `json:"request_uuid"`
 	IdempotencyKey string     `json:"idempotency_key"`
@@ -124,14 +136,16 @@ type Delivery struct {
 
 // Attempt is one POST of a delivery to the platform.
 type Attempt struct {
-	N             int           `json:"n"`
-	StartedAt     time.Time     `json:"started_at"`
-	Duration      time.Duration `json:"duration"`              // wall time of the HTTP exchange
-	HTTPStatus    int           `json:"http_status,omitempty"` // 0: no response
-	RequestSHA256 string        `json:"request_sha256"`        // hex SHA-256 of the bytes sent: the stored body
-	Outcome       Outcome       `json:"outcome"`
-	Reply         []byte        `json:"reply,omitempty"` // the reply as received, at most 64 KiB kept
-	Error         string        `json:"error,omitempty"`
+	N              int            `json:"n"`
+	StartedAt      time.Time      `json:"started_at"`
+	Duration       time.Duration  `json:"duration"`              // wall time of the HTTP exchange
+	HTTPStatus     int            `json:"http_status,omitempty"` // 0: no response
+	RequestSHA256  string         `json:"request_sha256"`        // hex SHA-256 of the bytes sent: the stored body
+	URL            string         `json:"url"`                   // where this attempt was posted
+	Outcome        Outcome        `json:"outcome"`
+	ReplySignature ReplySignature `json:"reply_signature,omitempty"` // verified, unsigned, mismatch; "" when the reply was not read
+	Reply          []byte         `json:"reply,omitempty"`           // the reply as received, at most 64 KiB kept
+	Error          string         `json:"error,omitempty"`
 }
 
 // Outcome classifies an attempt.
@@ -139,8 +153,8 @@ type Outcome string
 
 // Attempt outcomes.
 const (
-	OutcomeAccepted Outcome = "accepted" // signed reply, resultFlag=true
-	OutcomeRefused  Outcome = "refused"  // signed reply, resultFlag=false: dead letter
+	OutcomeAccepted Outcome = "accepted" // resultFlag=true
+	OutcomeRefused  Outcome = "refused"  // resultFlag=false: retried, or a dead letter under RefusalDeadLetter
 	OutcomeFailed   Outcome = "failed"   // anything else: retried
 )
 
@@ -176,10 +190,14 @@ const (
 type Config struct {
 	// Store is the open store handle; required. The Engine does not close it.
 	Store *store.DB
-	// PlatformKeys returns the keys a platform reply may be signed with. It
-	// is called on every attempt, so a reload that changes keys takes effect
-	// at once. Required.
-	PlatformKeys func() []string
+	// Policy returns the running configuration's keys, reply rules and
+	// callback addresses. It is called once per attempt, so a reload takes
+	// effect at the next attempt; it must be cheap (an atomic load) and
+	// must not return nil. Required.
+	Policy func() *Policy
+	// OnAttempt, if set, is told of every recorded attempt (for metrics).
+	// It runs on the worker and must not block.
+	OnAttempt func(Attempt)
 	// AttemptTimeout bounds one POST, reply included. Default 30 s.
 	AttemptTimeout time.Duration
 	// RescueAfter is how long an attempt may look running before it is
@@ -229,7 +247,7 @@ type Engine struct {
 	http   *http.Client
 	d      dialect
 	q      queue
-	keys   func() []string
+	policy func() *Policy
 	jitter func() float64
 	// riverLog is Logger without River's per-job info records.
 	riverLog *slog.Logger
@@ -258,7 +276,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 		db:     cfg.Store,
 		clock:  cfg.Clock,
 		log:    cfg.Logger,
-		keys:   cfg.PlatformKeys,
+		policy: cfg.Policy,
 		jitter: randomJitter,
 	}
 	e.riverLog = slog.New(levelFloor{cfg.Logger.Handler(), slog.LevelWarn})
@@ -290,8 +308,8 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Store == nil || (c.Store.SQL == nil && c.Store.Pool == nil) {
 		return c, fmt.Errorf("%w: no store", ErrInvalid)
 	}
-	if c.PlatformKeys == nil {
-		return c, fmt.Errorf("%w: no platform keys", ErrInvalid)
+	if c.Policy == nil {
+		return c, fmt.Errorf("%w: no policy", ErrInvalid)
 	}
 	if c.AttemptTimeout <= 0 {
 		c.AttemptTimeout = DefaultAttemptTimeout

@@ -385,9 +385,9 @@ func BenchmarkEnqueueConcurrent(b *testing.B) {
 
 func benchEnqueue(b *testing.B, open func(testing.TB) *store.DB) {
 	e, err := New(context.Background(), Config{
-		Store:        open(b),
-		PlatformKeys: func() []string { return []string{testKey} },
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Store:  open(b),
+		Policy: func() *Policy { return &Policy{Keys: []string{testKey}} },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		b.Fatal(err)

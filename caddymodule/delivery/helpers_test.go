@@ -9,8 +9,10 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -83,11 +85,14 @@ func openPostgres(t testing.TB) *store.DB {
 type reply int
 
 const (
-	replyAccept    reply = iota // signed, resultFlag=true
-	replyRefuse                 // signed, resultFlag=false, resultMessage "保单不存在"
-	replyDown                   // HTTP 503, no body
-	replyBadSign                // resultFlag=true signed with another key
-	replyMalformed              // 200 with broken XML
+	replyAccept         reply = iota // signed, resultFlag=true
+	replyRefuse                      // signed, resultFlag=false, resultMessage "保单不存在"
+	replyDown                        // HTTP 503, no body
+	replyBadSign                     // resultFlag=true signed with another key
+	replyMalformed                   // 200 with broken XML
+	replyUnsigned                    // resultFlag=true with an empty sign
+	replyRefuseUnsigned              // resultFlag=false with an empty sign
+	replyRefuseBadSign               // resultFlag=false signed with another key
 )
 
 const refuseMessage = "保单不存在"
@@ -186,13 +191,32 @@ func (p *platform) serve(w http.ResponseWriter, r *http.Request) {
 		flag, msg = "false", refuseMessage
 	case replyBadSign:
 		key = "not-the-platform-key"
+	case replyUnsigned:
+		key = ""
+	case replyRefuseUnsigned:
+		key, flag, msg = "", "false", refuseMessage
+	case replyRefuseBadSign:
+		key, flag, msg = "not-the-platform-key", "false", refuseMessage
 	}
 	w.Header().Set("Content-Type", "application/xml; charset=UTF-8")
-	w.Write(protocol.BuildResponse(root, protocol.NewUUID(), []protocol.Element{ //nolint:errcheck
-		{Name: "resultFlag", Text: flag},
-		{Name: "resultMessage", Text: msg},
-	}, key))
+	w.Write(platformReply(root, flag, msg, key)) //nolint:errcheck
 }
+
+// platformReply builds a reply; an empty key leaves the sign empty, as a
+// platform that does not sign its replies would.
+func platformReply(root, flag, msg, key string) []byte {
+	body := []protocol.Element{{Name: "resultFlag", Text: flag}}
+	if msg != "" {
+		body = append(body, protocol.Element{Name: "resultMessage", Text: msg})
+	}
+	if key == "" {
+		signed := protocol.BuildResponse(root, protocol.NewUUID(), body, "any")
+		return signPattern.ReplaceAll(signed, []byte("<sign></sign>"))
+	}
+	return protocol.BuildResponse(root, protocol.NewUUID(), body, key)
+}
+
+var signPattern = regexp.MustCompile(`<sign>[^<]*</sign>`)
 
 func (p *platform) receipts(uuid string) []time.Time {
 	p.mu.Lock()
@@ -215,9 +239,23 @@ type testEnv struct {
 	clock Clock
 	plat  *platform
 	cfg   Config
+	// policy is what Config.Policy returns; setPolicy swaps it, as a
+	// configuration reload does.
+	policy atomic.Pointer[Policy]
 	// noStart: the engine is not started by newTestEnv.
 	noStart bool
 }
+
+// setPolicy changes the policy the engine reads at its next attempt.
+func (env *testEnv) setPolicy(f func(p *Policy)) {
+	p := *env.policy.Load()
+	f(&p)
+	env.policy.Store(&p)
+}
+
+// withPolicy adjusts the starting policy (keys: the test key; URLs: none,
+// so every delivery goes to the URL it was queued with).
+func withPolicy(f func(p *Policy)) option { return func(env *testEnv) { env.setPolicy(f) } }
 
 type option func(*testEnv)
 
@@ -235,9 +273,10 @@ func newTestEnv(t *testing.T, b backend, opts ...option) *testEnv {
 	clock := ScaledClock(testFactor)
 	db := b.open(t)
 	env := &testEnv{t: t, db: db, clock: clock, plat: newPlatform(t, clock)}
+	env.policy.Store(&Policy{Keys: []string{testKey}})
 	env.cfg = Config{
 		Store:          db,
-		PlatformKeys:   func() []string { return []string{testKey} },
+		Policy:         func() *Policy { return env.policy.Load() },
 		AttemptTimeout: 5 * time.Second,
 		PollInterval:   20 * time.Millisecond,
 		Clock:          clock,

@@ -59,7 +59,8 @@ func (e *Engine) newRow(n NewDelivery) Delivery {
 
 // Retry makes a dead delivery pending again with a new River job and a new
 // deadline, counted from now; the schedule starts again at 10 s. The body is
-// untouched: the platform sees the same requestUUID and signature.
+// untouched: the platform sees the same requestUUID and signature, at the
+// address the current configuration gives.
 // ErrNotFound, ErrNotDead, or an error wrapping store.ErrUnavailable.
 func (e *Engine) Retry(ctx context.Context, id int64) (Delivery, error) {
 	now := store.DBNow(e.clock.Now())
@@ -102,7 +103,7 @@ func (e *Engine) Get(ctx context.Context, id int64) (Delivery, error) {
 		return Delivery{}, fmt.Errorf("delivery: get %d: %w", id, err)
 	}
 	rows, err := e.q.pool().Query(ctx, `SELECT n, started_at, duration_us, http_status, request_sha256,
-			outcome, reply, error
+			outcome, reply, error, url, reply_signature
 		FROM gongbao_delivery_attempts WHERE delivery_id = $1 ORDER BY n`, id)
 	if err != nil {
 		return Delivery{}, fmt.Errorf("delivery: get %d: %w", id, err)
@@ -114,11 +115,14 @@ func (e *Engine) Get(ctx context.Context, id int64) (Delivery, error) {
 			started store.Time
 			us      int64
 			outcome string
+			sig     string
 		)
-		if err := rows.Scan(&a.N, &started, &us, &a.HTTPStatus, &a.RequestSHA256, &outcome, &a.Reply, &a.Error); err != nil {
+		if err := rows.Scan(&a.N, &started, &us, &a.HTTPStatus, &a.RequestSHA256, &outcome, &a.Reply, &a.Error,
+			&a.URL, &sig); err != nil {
 			return Delivery{}, fmt.Errorf("delivery: get %d: %w", id, err)
 		}
 		a.StartedAt, a.Duration, a.Outcome = started.T, time.Duration(us)*time.Microsecond, Outcome(outcome)
+		a.ReplySignature = ReplySignature(sig)
 		d.Attempts = append(d.Attempts, a)
 	}
 	if err := rows.Err(); err != nil {

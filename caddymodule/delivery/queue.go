@@ -325,7 +325,7 @@ func (q *riverQueue[TTx]) migrate(ctx context.Context, d dialect) error {
 				return err
 			}
 		}
-		return nil
+		return d.addMissingColumns(ctx, run)
 	}
 	if q.lockMigrations != nil {
 		unlock, err := q.lockMigrations(ctx)

@@ -116,48 +116,75 @@ func TestScaledClock(t *testing.T) {
 	}
 }
 
+// TestJudgeReply: every kind of reply, in both signature modes. Optional
+// judges by resultFlag and records the sign; required also retries a
+// missing or wrong sign. Not XML, wrong root or no resultFlag is a failure
+// in either mode.
 func TestJudgeReply(t *testing.T) {
 	keys := []string{"old-key", testKey}
-	signed := func(root, flag, msg, key string) []byte {
-		body := []protocol.Element{{Name: "resultFlag", Text: flag}}
-		if msg != "" {
-			body = append(body, protocol.Element{Name: "resultMessage", Text: msg})
-		}
-		return protocol.BuildResponse(root, protocol.NewUUID(), body, key)
-	}
+	reply := func(root, flag, msg, key string) []byte { return platformReply(root, flag, msg, key) }
 	noFlag := protocol.BuildResponse("queryPolicyResponse", "u", []protocol.Element{{Name: "resultMessage", Text: "x"}}, testKey)
+	const (
+		opt = SignatureOptional
+		req = SignatureRequired
+	)
 	cases := []struct {
 		name    string
+		mode    SignatureMode
 		status  int
 		reply   []byte
 		root    string
 		keys    []string
 		outcome Outcome
+		sig     ReplySignature
 		errHas  string
 	}{
-		{"accepted", 200, signed("queryPolicyResponse", "true", "成功", testKey), "queryPolicyResponse", keys, OutcomeAccepted, ""},
-		{"accepted with the old key", 200, signed("queryPolicyResponse", "true", "", "old-key"), "queryPolicyResponse", keys, OutcomeAccepted, ""},
-		{"any root when none expected", 200, signed("whatever", " true ", "", testKey), "", keys, OutcomeAccepted, ""},
-		{"refused", 200, signed("queryPolicyResponse", "false", "保单不存在", testKey), "queryPolicyResponse", keys, OutcomeRefused, "platform refused: 保单不存在"},
-		{"refused without message", 200, signed("queryPolicyResponse", "false", "", testKey), "", keys, OutcomeRefused, "no resultMessage"},
-		{"refusal with a bad signature", 200, signed("queryPolicyResponse", "false", "x", "forged"), "", keys, OutcomeFailed, "signature"},
-		{"5xx", 503, signed("queryPolicyResponse", "true", "", testKey), "", keys, OutcomeFailed, "HTTP 503"},
-		{"redirect", 302, nil, "", keys, OutcomeFailed, "HTTP 302"},
-		{"malformed", 200, []byte("<queryPolicyResponse>"), "", keys, OutcomeFailed, "malformed reply"},
-		{"empty", 200, nil, "", keys, OutcomeFailed, "malformed reply"},
-		{"wrong root", 200, signed("insureResponse", "true", "", testKey), "queryPolicyResponse", keys, OutcomeFailed, "reply root is insureResponse"},
-		{"bad signature", 200, signed("queryPolicyResponse", "true", "", "forged"), "", keys, OutcomeFailed, "signature does not verify"},
-		{"no keys configured", 200, signed("queryPolicyResponse", "true", "", testKey), "", nil, OutcomeFailed, "no platform key"},
-		{"no resultFlag", 200, noFlag, "", keys, OutcomeFailed, "no resultFlag"},
-		{"odd resultFlag", 200, signed("queryPolicyResponse", "yes", "", testKey), "", keys, OutcomeFailed, "neither true nor false"},
+		{"accepted", req, 200, reply("queryPolicyResponse", "true", "成功", testKey), "queryPolicyResponse", keys, OutcomeAccepted, SignatureVerified, ""},
+		{"accepted with the old key", req, 200, reply("queryPolicyResponse", "true", "", "old-key"), "queryPolicyResponse", keys, OutcomeAccepted, SignatureVerified, ""},
+		{"any root when none expected", req, 200, reply("whatever", " true ", "", testKey), "", keys, OutcomeAccepted, SignatureVerified, ""},
+		{"refused", req, 200, reply("queryPolicyResponse", "false", "保单不存在", testKey), "queryPolicyResponse", keys, OutcomeRefused, SignatureVerified, "platform refused: 保单不存在"},
+		{"refused without message", req, 200, reply("queryPolicyResponse", "false", "", testKey), "", keys, OutcomeRefused, SignatureVerified, "no resultMessage"},
+		{"required: refusal with a bad signature", req, 200, reply("queryPolicyResponse", "false", "x", "forged"), "", keys, OutcomeFailed, SignatureMismatch, "signature does not verify"},
+		{"required: bad signature", req, 200, reply("queryPolicyResponse", "true", "", "forged"), "", keys, OutcomeFailed, SignatureMismatch, "signature does not verify"},
+		{"required: unsigned", req, 200, reply("queryPolicyResponse", "true", "", ""), "", keys, OutcomeFailed, SignatureUnsigned, "unsigned"},
+		{"required: no keys configured", req, 200, reply("queryPolicyResponse", "true", "", testKey), "", nil, OutcomeFailed, SignatureMismatch, "no platform key"},
+		{"optional: unsigned acceptance", opt, 200, reply("queryPolicyResponse", "true", "", ""), "queryPolicyResponse", keys, OutcomeAccepted, SignatureUnsigned, ""},
+		{"optional: bad signature acceptance", opt, 200, reply("queryPolicyResponse", "true", "", "forged"), "queryPolicyResponse", keys, OutcomeAccepted, SignatureMismatch, ""},
+		{"optional: unsigned refusal", opt, 200, reply("queryPolicyResponse", "false", "验签失败", ""), "", keys, OutcomeRefused, SignatureUnsigned, "验签失败"},
+		{"optional: signed acceptance", opt, 200, reply("queryPolicyResponse", "true", "", testKey), "", keys, OutcomeAccepted, SignatureVerified, ""},
+		{"5xx", opt, 503, reply("queryPolicyResponse", "true", "", testKey), "", keys, OutcomeFailed, "", "HTTP 503"},
+		{"redirect", opt, 302, nil, "", keys, OutcomeFailed, "", "HTTP 302"},
+		{"malformed", opt, 200, []byte("<queryPolicyResponse>"), "", keys, OutcomeFailed, "", "malformed reply"},
+		{"not XML", opt, 200, []byte("ok"), "", keys, OutcomeFailed, "", "malformed reply"},
+		{"empty", opt, 200, nil, "", keys, OutcomeFailed, "", "malformed reply"},
+		{"wrong root", opt, 200, reply("insureResponse", "true", "", testKey), "queryPolicyResponse", keys, OutcomeFailed, "", "reply root is insureResponse"},
+		{"no resultFlag", opt, 200, noFlag, "", keys, OutcomeFailed, SignatureVerified, "no resultFlag"},
+		{"no resultFlag, required", req, 200, noFlag, "", keys, OutcomeFailed, SignatureVerified, "no resultFlag"},
+		{"odd resultFlag", opt, 200, reply("queryPolicyResponse", "yes", "", testKey), "", keys, OutcomeFailed, SignatureVerified, "neither true nor false"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			outcome, msg := judgeReply(c.status, c.reply, c.root, c.keys, protocol.Limits{})
-			if outcome != c.outcome || !strings.Contains(msg, c.errHas) || (c.errHas == "" && msg != "") {
-				t.Fatalf("got %s %q, want %s containing %q", outcome, msg, c.outcome, c.errHas)
+			v := judgeReply(c.status, c.reply, c.root, &Policy{Keys: c.keys, ReplySignature: c.mode}, protocol.Limits{})
+			if v.outcome != c.outcome || v.signature != c.sig || !strings.Contains(v.err, c.errHas) || (c.errHas == "" && v.err != "") {
+				t.Fatalf("got %s %s %q, want %s %s containing %q", v.outcome, v.signature, v.err, c.outcome, c.sig, c.errHas)
 			}
 		})
+	}
+}
+
+// TestPolicyModes: the settings' spellings and defaults.
+func TestPolicyModes(t *testing.T) {
+	if m, err := ParseSignatureMode(""); err != nil || m != SignatureOptional {
+		t.Errorf("default reply_signature: %s %v", m, err)
+	}
+	if m, err := ParseRefusalMode(""); err != nil || m != RefusalRetry {
+		t.Errorf("default refusal: %s %v", m, err)
+	}
+	if _, err := ParseSignatureMode("sometimes"); err == nil || !strings.Contains(err.Error(), "reply_signature") {
+		t.Errorf("bad reply_signature: %v", err)
+	}
+	if _, err := ParseRefusalMode("ignore"); err == nil || !strings.Contains(err.Error(), "refusal") {
+		t.Errorf("bad refusal: %v", err)
 	}
 }
 

@@ -1,6 +1,8 @@
 package delivery
 
 import (
+	"context"
+	"fmt"
 	"slices"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
@@ -76,6 +78,8 @@ var sqliteDialect = dialect{
 			outcome        TEXT    NOT NULL CHECK (outcome IN ('accepted', 'refused', 'failed')),
 			reply          BLOB,
 			error          TEXT    NOT NULL DEFAULT '',
+			url            TEXT    NOT NULL DEFAULT '',
+			reply_signature TEXT   NOT NULL DEFAULT '',
 			PRIMARY KEY (delivery_id, n)
 		)`,
 	}, deliveryLookupIndexes),
@@ -117,7 +121,53 @@ var postgresDialect = dialect{
 			outcome        TEXT        NOT NULL CHECK (outcome IN ('accepted', 'refused', 'failed')),
 			reply          BYTEA,
 			error          TEXT        NOT NULL DEFAULT '',
+			url            TEXT        NOT NULL DEFAULT '',
+			reply_signature TEXT       NOT NULL DEFAULT '',
 			PRIMARY KEY (delivery_id, n)
 		)`,
 	}, deliveryLookupIndexes),
+}
+
+// addedColumn is a column added after its table was first released. The
+// CREATE TABLE statements above include it; a table created earlier gets
+// it from addMissingColumns.
+type addedColumn struct{ table, column, def string }
+
+var addedColumns = []addedColumn{
+	// The address each attempt was posted to: addresses come from the
+	// configuration at each attempt, so they may differ between attempts.
+	{"gongbao_delivery_attempts", "url", "TEXT NOT NULL DEFAULT ''"},
+	// What the reply's sign was worth: verified, unsigned or mismatch.
+	{"gongbao_delivery_attempts", "reply_signature", "TEXT NOT NULL DEFAULT ''"},
+}
+
+// columnExists asks the catalogue of either backend whether a column exists.
+func (d dialect) columnExists(ctx context.Context, run store.Runner, table, column string) (bool, error) {
+	query := `SELECT COUNT(*) FROM information_schema.columns
+		WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2`
+	if d.name == store.DriverSQLite {
+		query = `SELECT COUNT(*) FROM pragma_table_info($1) WHERE name = $2`
+	}
+	var n int
+	if err := run.QueryRow(ctx, query, table, column).Scan(&n); err != nil {
+		return false, err
+	}
+	return n > 0, nil
+}
+
+// addMissingColumns brings tables created by an earlier version up to date.
+func (d dialect) addMissingColumns(ctx context.Context, run store.Runner) error {
+	for _, c := range addedColumns {
+		ok, err := d.columnExists(ctx, run, c.table, c.column)
+		if err != nil {
+			return fmt.Errorf("looking for column %s.%s: %w", c.table, c.column, err)
+		}
+		if ok {
+			continue
+		}
+		if _, err := run.Exec(ctx, `ALTER TABLE `+c.table+` ADD COLUMN `+c.column+` `+c.def); err != nil {
+			return fmt.Errorf("adding column %s.%s: %w", c.table, c.column, err)
+		}
+	}
+	return nil
 }

@@ -12,12 +12,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/riverqueue/river"
-
-	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
 )
@@ -68,7 +65,8 @@ func (e *Engine) work(ctx context.Context, job *river.Job[deliveryArgs]) error {
 		return river.JobSnooze(riverWait(e.clock, wait))
 	}
 
-	a := e.attempt(ctx, d)
+	pol := e.policy()
+	a := e.attempt(ctx, d, pol)
 	if ctx.Err() != nil && a.Outcome == OutcomeFailed {
 		// The engine is stopping (or River's job timeout struck). Record
 		// the attempt, since it may have reached the platform, but not as
@@ -76,15 +74,17 @@ func (e *Engine) work(ctx context.Context, job *river.Job[deliveryArgs]) error {
 		a.Outcome, a.Error = OutcomeFailed, "attempt interrupted: "+a.Error
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordMargin)
 		defer cancel()
-		_ = e.record(rctx, d, job.ID, &a, false)
+		_, _ = e.record(rctx, d, job.ID, &a, false)
 		return fmt.Errorf("delivery %d: %w", d.ID, ctx.Err())
 	}
-	final := a.Outcome != OutcomeFailed ||
+	final := a.Outcome == OutcomeAccepted ||
+		(a.Outcome == OutcomeRefused && pol.Refusal == RefusalDeadLetter) ||
 		!e.clock.Now().Before(d.DeadlineAt) ||
 		job.Attempt >= job.MaxAttempts
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordMargin)
 	defer cancel()
-	if err := e.record(rctx, d, job.ID, &a, final); err != nil {
+	firstMismatch, err := e.record(rctx, d, job.ID, &a, final)
+	if err != nil {
 		if errors.Is(err, store.ErrNoRows) {
 			return nil // changed under us; the row is the truth
 		}
@@ -95,6 +95,14 @@ func (e *Engine) work(ctx context.Context, job *river.Job[deliveryArgs]) error {
 		return err
 	}
 	e.logAttempt(d, &a, final)
+	if firstMismatch && a.Outcome != OutcomeFailed {
+		e.log.Warn("platform reply signature does not verify; judged by its resultFlag because reply_signature is optional",
+			slog.Int64("delivery_id", d.ID), slog.String("event", d.Event),
+			slog.String("request_uuid", d.RequestUUID), slog.Int("attempt", a.N))
+	}
+	if e.cfg.OnAttempt != nil {
+		e.cfg.OnAttempt(a)
+	}
 	switch {
 	case a.Outcome == OutcomeAccepted:
 		return nil
@@ -128,12 +136,13 @@ func (e *Engine) waitingForEarlier(ctx context.Context, d *Delivery) (bool, erro
 	return err == nil, err
 }
 
-// attempt POSTs the stored body once and judges the reply.
-func (e *Engine) attempt(ctx context.Context, d *Delivery) Attempt {
+// attempt POSTs the stored body once, to the address the policy gives
+// now, and judges the reply under the policy.
+func (e *Engine) attempt(ctx context.Context, d *Delivery, pol *Policy) Attempt {
 	sum := sha256.Sum256(d.Body)
-	a := Attempt{StartedAt: store.DBNow(e.clock.Now()), RequestSHA256: hex.EncodeToString(sum[:])}
+	a := Attempt{StartedAt: store.DBNow(e.clock.Now()), RequestSHA256: hex.EncodeToString(sum[:]), URL: pol.urlFor(d)}
 	start := time.Now()
-	status, reply, err := e.post(ctx, d)
+	status, reply, err := e.post(ctx, a.URL, d.Body)
 	a.Duration = time.Since(start)
 	a.HTTPStatus = status
 	if len(reply) > storedReplyCap {
@@ -145,16 +154,17 @@ func (e *Engine) attempt(ctx context.Context, d *Delivery) Attempt {
 		a.Outcome, a.Error = OutcomeFailed, err.Error()
 		return a
 	}
-	a.Outcome, a.Error = judgeReply(status, reply, d.ReplyRoot, e.keys(), e.cfg.ReplyLimits)
+	v := judgeReply(status, reply, d.ReplyRoot, pol, e.cfg.ReplyLimits)
+	a.Outcome, a.Error, a.ReplySignature = v.outcome, v.err, v.signature
 	return a
 }
 
 // post sends the body and returns the status and the reply (at most
 // MaxReplyBytes; a longer reply is an error).
-func (e *Engine) post(ctx context.Context, d *Delivery) (int, []byte, error) {
+func (e *Engine) post(ctx context.Context, url string, body []byte) (int, []byte, error) {
 	actx, cancel := context.WithTimeout(ctx, e.cfg.AttemptTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, d.URL, bytes.NewReader(d.Body))
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, fmt.Errorf("building request: %w", err)
 	}
@@ -192,47 +202,6 @@ func (e *Engine) describe(actx context.Context, err error) error {
 	return err
 }
 
-// judgeReply decides what a reply means. Only a well-formed reply whose
-// signature verifies under a platform key counts as the platform speaking:
-// resultFlag=true is acceptance, resultFlag=false a refusal (dead letter,
-// with the platform's resultMessage). Anything else may be a proxy, a
-// half-deployed platform or an attacker, and is retried.
-func judgeReply(status int, reply []byte, replyRoot string, keys []string, lim protocol.Limits) (Outcome, string) {
-	if status < 200 || status > 299 {
-		return OutcomeFailed, fmt.Sprintf("platform answered HTTP %d", status)
-	}
-	env, err := protocol.Parse(reply, lim)
-	if err != nil {
-		return OutcomeFailed, fmt.Sprintf("malformed reply: %v", err)
-	}
-	if replyRoot != "" && env.Root != replyRoot {
-		return OutcomeFailed, fmt.Sprintf("reply root is %s, want %s", clip(env.Root), replyRoot)
-	}
-	if len(keys) == 0 {
-		return OutcomeFailed, "no platform key configured to verify the reply"
-	}
-	if _, ok := protocol.VerifyAny(env.SignedValue(), env.Sign, keys); !ok {
-		return OutcomeFailed, "reply signature does not verify"
-	}
-	flag, ok := env.Text("resultFlag")
-	if !ok {
-		return OutcomeFailed, "signed reply has no resultFlag"
-	}
-	switch strings.ToLower(strings.TrimSpace(flag)) {
-	case "true":
-		return OutcomeAccepted, ""
-	case "false":
-		msg, _ := env.Text("resultMessage")
-		msg = strings.TrimSpace(msg)
-		if msg == "" {
-			msg = "(no resultMessage)"
-		}
-		return OutcomeRefused, "platform refused: " + clip(msg)
-	default:
-		return OutcomeFailed, fmt.Sprintf("signed reply has resultFlag %q, neither true nor false", clip(flag))
-	}
-}
-
 // clip keeps peer-supplied text in errors to a readable size.
 func clip(s string) string {
 	const limit = 500
@@ -249,9 +218,12 @@ func clip(s string) string {
 func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
 
 // record stores the attempt and the delivery's new state in one
-// transaction. final makes a failed attempt a dead letter. store.ErrNoRows: the
-// delivery is no longer pending under this job (nothing written).
-func (e *Engine) record(ctx context.Context, d *Delivery, jobID int64, a *Attempt, final bool) error {
+// transaction. final makes a failed or refused attempt a dead letter.
+// firstMismatch reports that this is the delivery's first reply whose sign
+// did not verify (so it is warned about once per delivery, not once per
+// attempt). store.ErrNoRows: the delivery is no longer pending under this
+// job (nothing written).
+func (e *Engine) record(ctx context.Context, d *Delivery, jobID int64, a *Attempt, final bool) (firstMismatch bool, err error) {
 	now := store.DBNow(e.clock.Now())
 	state := StatePending
 	var deliveredAt, deadAt any
@@ -261,7 +233,7 @@ func (e *Engine) record(ctx context.Context, d *Delivery, jobID int64, a *Attemp
 	case final:
 		state, deadAt = StateDead, now
 	}
-	return e.q.inTx(ctx, func(tx queueTx) error {
+	err = e.q.inTx(ctx, func(tx queueTx) error {
 		var n int
 		err := tx.QueryRow(ctx, `UPDATE gongbao_deliveries SET
 				attempt_count = attempt_count + 1, last_attempt_at = $1, last_error = $2,
@@ -273,13 +245,33 @@ func (e *Engine) record(ctx context.Context, d *Delivery, jobID int64, a *Attemp
 			return err
 		}
 		a.N = n
+		if a.ReplySignature == SignatureMismatch {
+			if firstMismatch, err = noMismatchYet(ctx, tx, d.ID); err != nil {
+				return err
+			}
+		}
 		_, err = tx.Exec(ctx, `INSERT INTO gongbao_delivery_attempts
-			(delivery_id, n, job_id, started_at, duration_us, http_status, request_sha256, outcome, reply, error)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+			(delivery_id, n, job_id, started_at, duration_us, http_status, request_sha256, outcome, reply, error,
+			 url, reply_signature)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
 			d.ID, n, jobID, a.StartedAt, a.Duration.Microseconds(), a.HTTPStatus,
-			a.RequestSHA256, string(a.Outcome), store.NullBytes(a.Reply), a.Error)
+			a.RequestSHA256, string(a.Outcome), store.NullBytes(a.Reply), a.Error,
+			a.URL, string(a.ReplySignature))
 		return err
 	})
+	return firstMismatch, err
+}
+
+// noMismatchYet reports whether no earlier attempt of the delivery got a
+// reply whose sign did not verify.
+func noMismatchYet(ctx context.Context, tx store.Runner, deliveryID int64) (bool, error) {
+	var one int
+	err := tx.QueryRow(ctx, `SELECT 1 FROM gongbao_delivery_attempts
+		WHERE delivery_id = $1 AND reply_signature = 'mismatch' LIMIT 1`, deliveryID).Scan(&one)
+	if errors.Is(err, store.ErrNoRows) {
+		return true, nil
+	}
+	return false, err
 }
 
 func (e *Engine) logAttempt(d *Delivery, a *Attempt, final bool) {
@@ -293,6 +285,8 @@ func (e *Engine) logAttempt(d *Delivery, a *Attempt, final bool) {
 		e.log.Info("callback delivered", attrs...)
 	case final:
 		e.log.Warn("callback dead-lettered", append(attrs, slog.String("error", a.Error))...)
+	case a.Outcome == OutcomeRefused:
+		e.log.Warn("callback refused by the platform; will retry", append(attrs, slog.String("error", a.Error))...)
 	default:
 		e.log.Info("callback attempt failed; will retry", append(attrs, slog.String("error", a.Error))...)
 	}
