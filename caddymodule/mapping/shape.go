@@ -1,0 +1,392 @@
+package mapping
+
+import (
+	"strconv"
+	"strings"
+
+	"github.com/antchfx/xmlquery"
+	"gopkg.in/yaml.v3"
+)
+
+// This file makes signed text mean exactly one thing.
+//
+// The platform signs V, the concatenated text of every element under the
+// body with no separator and no element names (DESIGN §1.2). One genuine
+// signed message therefore lets anyone rearrange the markup around its
+// text without touching V: split a value with a child element
+// (<sumAmount>40000<x>.</x>00</sumAmount> reaches the core as 4000000.00),
+// move text into an element no row reads, or leave it loose inside a
+// container. The rows alone cannot see this: each reads the element it
+// knows and ignores the rest.
+//
+// So every request body is also walked once against its shape, the element
+// structure the mapping file declares, compiled at load: which names may
+// occur under which element, which are values (leaves: text only, no child
+// elements), which are containers (child elements and blank text only),
+// which may repeat, and which spellings (aliases) are one field. Anything
+// else is refused, unless the file declares it: ignore: lists elements
+// (leaves) that may occur and whose text is only signed, never sent to the
+// core; unknown_elements: ignore lets any unknown element through.
+
+// unknownPolicy is what a file's unknown_elements: says.
+type unknownPolicy uint8
+
+const (
+	unknownRefuse unknownPolicy = iota // default: an unknown element is refused
+	unknownIgnore                      // unknown elements are signed and otherwise skipped
+)
+
+// shapeNode is a container element of the body (or the body itself): the
+// elements it may hold.
+type shapeNode struct {
+	path string // mapping path, "" for the body
+	kids []*shapeKid
+}
+
+// shapeKid is one spelling of one element a container may hold.
+type shapeKid struct {
+	name     string     // the spelling (canonical or alias)
+	path     string     // canonical mapping path, for messages
+	leaf     bool       // a value: text only
+	repeated bool       // may occur more than once (items of a repeat: row)
+	ignored  bool       // declared by ignore: (never read by a row)
+	node     *shapeNode // the kid's own shape, for containers
+	alts     []int      // indexes (in the parent's kids) of its other spellings
+	line     int        // first row or ignore entry that declared it
+}
+
+// shape is the compiled structure of one request body.
+type shape struct {
+	root    shapeNode
+	unknown unknownPolicy
+}
+
+// maxShapeKids bounds the kids of one container so the walk's seen-set
+// lives on the stack. No protocol message comes near it.
+const maxShapeKids = 256
+
+// compileShape builds the shape of rules plus the ignore: entries, or
+// reports at file:line why the declarations contradict each other.
+func (p *parser) compileShape(rules *Rules, ignore []ignoreEntry, unknown unknownPolicy) *shape {
+	if rules == nil {
+		return nil
+	}
+	s := &shape{unknown: unknown}
+	p.addRows(&s.root, rules, "")
+	for _, e := range ignore {
+		p.addIgnored(&s.root, e)
+	}
+	p.linkAlts(&s.root)
+	return s
+}
+
+// addRows declares the elements the rows read, under node; prefix is the
+// mapping path of node's item for rows of a repeated item ("" at the top).
+func (p *parser) addRows(node *shapeNode, rules *Rules, prefix string) {
+	for _, row := range rules.rows {
+		if len(row.src) == 0 { // const: and var: rows read no element
+			continue
+		}
+		parent := node
+		for i, seg := range row.src[:len(row.src)-1] {
+			parent = p.container(parent, seg, joinPrefix(prefix, row.src[:i+1]), row.Line, false)
+			if parent == nil {
+				break
+			}
+		}
+		if parent == nil {
+			continue
+		}
+		leaf := row.Fields == nil
+		path := joinPrefix(prefix, row.src)
+		var kid *shapeKid
+		for _, name := range append([]string{row.src[len(row.src)-1]}, row.aliases...) {
+			kid = p.element(parent, name, path, leaf, row.repeated(), false, row.Line)
+		}
+		if kid != nil && row.Fields != nil {
+			p.addRows(kid.node, row.Fields, path)
+		}
+	}
+}
+
+func joinPrefix(prefix string, segs []string) string {
+	p := strings.Join(segs, "/")
+	if prefix == "" {
+		return p
+	}
+	return prefix + "/" + p
+}
+
+// container finds or adds the container kid name of parent.
+func (p *parser) container(parent *shapeNode, name, path string, line int, ignored bool) *shapeNode {
+	kid := p.element(parent, name, path, false, false, ignored, line)
+	if kid == nil {
+		return nil
+	}
+	return kid.node
+}
+
+// element finds or adds one spelling under parent, refusing a spelling
+// that would be a value in one place and a container in another.
+func (p *parser) element(parent *shapeNode, name, path string, leaf, repeated, ignored bool, line int) *shapeKid {
+	for _, k := range parent.kids {
+		if k.name != name {
+			continue
+		}
+		switch {
+		case ignored && !k.ignored && k.path == path:
+			p.errAt(line, "ignore entry %q is also a mapped field (line %d)", path, k.line)
+			return nil
+		case ignored && !k.ignored:
+			p.errAt(line, "ignore entry %q contradicts the mapped field %q (line %d)", path, k.path, k.line)
+			return nil
+		case k.leaf && !leaf:
+			p.errAt(line, "xml path %q goes inside %q, which is a value at line %d", path, k.path, k.line)
+			return nil
+		case !k.leaf && leaf:
+			p.errAt(line, "xml path %q is a value, but line %d puts elements inside it", path, k.line)
+			return nil
+		case k.path != path:
+			p.errAt(line, "element %q is both %q and %q (line %d); one spelling can name one field only", name, path, k.path, k.line)
+			return nil
+		}
+		k.repeated = k.repeated || repeated
+		return k
+	}
+	if len(parent.kids) == maxShapeKids {
+		p.errAt(line, "more than %d different elements under %q", maxShapeKids, parent.path)
+		return nil
+	}
+	k := &shapeKid{name: name, path: path, leaf: leaf, repeated: repeated, ignored: ignored, line: line}
+	if !leaf {
+		k.node = &shapeNode{path: path}
+	}
+	parent.kids = append(parent.kids, k)
+	return k
+}
+
+// ignoreEntry is one path of a file's ignore: list.
+type ignoreEntry struct {
+	path string
+	segs []string
+	line int
+}
+
+// addIgnored declares an ignored leaf and, where they are not known
+// already, its containers (ignored too).
+func (p *parser) addIgnored(root *shapeNode, e ignoreEntry) {
+	node := root
+	for i, seg := range e.segs[:len(e.segs)-1] {
+		path := strings.Join(e.segs[:i+1], "/")
+		ignored := true
+		for _, k := range node.kids { // a known container may hold ignored elements
+			if k.name == seg && !k.ignored && !k.leaf {
+				ignored = false
+			}
+		}
+		if node = p.container(node, seg, path, e.line, ignored); node == nil {
+			return
+		}
+	}
+	p.element(node, e.segs[len(e.segs)-1], e.path, true, false, true, e.line)
+}
+
+// linkAlts records, for each kid, its other spellings (same path), so the
+// walk can refuse a field given twice under two names.
+func (p *parser) linkAlts(node *shapeNode) {
+	for i, k := range node.kids {
+		for j, o := range node.kids {
+			if i != j && o.path == k.path {
+				k.alts = append(k.alts, j)
+			}
+		}
+		if k.node != nil {
+			p.linkAlts(k.node)
+		}
+	}
+}
+
+// ignoreList reads ignore: [paths under the body].
+func (p *parser) ignoreList(f kv) []ignoreEntry {
+	if f.v.Kind != yaml.SequenceNode {
+		p.errf(f.v, "ignore: must be a list of element paths under the body, e.g. [ProjectType, dateInfo/startDate]")
+		return nil
+	}
+	var out []ignoreEntry
+	seen := map[string]int{}
+	for _, n := range f.v.Content {
+		n = resolve(n)
+		path, segs := p.xmlPath(kv{f.k, n})
+		if segs == nil {
+			continue
+		}
+		if line, dup := seen[path]; dup {
+			p.errf(n, "ignore entry %q repeats line %d", path, line)
+			continue
+		}
+		seen[path] = n.Line
+		out = append(out, ignoreEntry{path: path, segs: segs, line: n.Line})
+	}
+	return out
+}
+
+// unknownElements reads unknown_elements: refuse | ignore.
+func (p *parser) unknownElements(f kv) unknownPolicy {
+	s, ok := p.str(f)
+	switch {
+	case !ok:
+	case s == "refuse":
+		return unknownRefuse
+	case s == "ignore":
+		return unknownIgnore
+	default:
+		p.errf(f.v, "unknown_elements must be refuse or ignore, not %q", s)
+	}
+	return unknownRefuse
+}
+
+// check walks the body once. It allocates only to report a problem.
+func (s *shape) check(body *xmlquery.Node) *FieldError {
+	if s == nil || body == nil {
+		return nil
+	}
+	fe := s.checkNode(&s.root, body)
+	if fe != nil && fe.Path == "" {
+		fe.Path = body.Data // the body itself: "requestBody"
+	}
+	return fe
+}
+
+// checkNode checks the children of el, an element of shape node.
+func (s *shape) checkNode(node *shapeNode, el *xmlquery.Node) *FieldError {
+	var seen [maxShapeKids / 64]uint64
+	for c := el.FirstChild; c != nil; c = c.NextSibling {
+		switch c.Type {
+		case xmlquery.TextNode, xmlquery.CharDataNode:
+			if !isBlank(c.Data) {
+				return looseTextErr(node.path)
+			}
+			continue
+		case xmlquery.ElementNode:
+		default:
+			continue // comments and processing instructions are neither signed nor read
+		}
+		i := node.find(c)
+		if i < 0 {
+			if s.unknown == unknownIgnore {
+				continue
+			}
+			return unknownErr(node.path, c)
+		}
+		kid := node.kids[i]
+		if fe := kid.once(&seen, i); fe != nil {
+			return fe
+		}
+		if fe := s.checkKid(kid, c); fe != nil {
+			return fe
+		}
+	}
+	return nil
+}
+
+// find returns the index of the kid spelled like el, or -1. A prefixed
+// element (p:name) is never known: its prefix is sender-chosen and the
+// rows match local names only.
+func (node *shapeNode) find(el *xmlquery.Node) int {
+	if el.Prefix != "" {
+		return -1
+	}
+	for i, k := range node.kids {
+		if k.name == el.Data {
+			return i
+		}
+	}
+	return -1
+}
+
+// once marks spelling i as seen and refuses a second occurrence of a
+// field that does not repeat, and any field given under two spellings
+// (the rows would read one and drop the other).
+func (k *shapeKid) once(seen *[maxShapeKids / 64]uint64, i int) *FieldError {
+	has := func(j int) bool { return seen[j/64]&(1<<(j%64)) != 0 }
+	if has(i) && !k.repeated {
+		return duplicateErr(k.path)
+	}
+	for _, j := range k.alts {
+		if has(j) {
+			return duplicateErr(k.path)
+		}
+	}
+	seen[i/64] |= 1 << (i % 64)
+	return nil
+}
+
+// checkKid checks one known element.
+func (s *shape) checkKid(kid *shapeKid, el *xmlquery.Node) *FieldError {
+	if kid.leaf {
+		for c := el.FirstChild; c != nil; c = c.NextSibling {
+			if c.Type == xmlquery.ElementNode {
+				if kid.repeated {
+					return nestedErr(itemPath(kid.path, el))
+				}
+				return nestedErr(kid.path)
+			}
+		}
+		return nil
+	}
+	fe := s.checkNode(kid.node, el)
+	if fe != nil && kid.repeated {
+		fe.Path = itemPath(kid.path, el) + strings.TrimPrefix(fe.Path, kid.path)
+	}
+	return fe
+}
+
+// itemPath numbers the repeated item el as the executor does: 1-based
+// among the non-empty items of its spelling.
+func itemPath(path string, el *xmlquery.Node) string {
+	n := 0
+	for c := el; c != nil; c = c.PrevSibling {
+		if c.Type == xmlquery.ElementNode && c.Data == el.Data && !isEmptyElement(c) {
+			n++
+		}
+	}
+	return path + "[" + strconv.Itoa(n) + "]"
+}
+
+// The structure errors. None quotes the input: the reply that carries
+// Message() is signed, and signing sender-chosen text would hand out
+// signatures (STYLE §18).
+
+func looseTextErr(container string) *FieldError {
+	return &FieldError{Path: container, Reason: ReasonLooseText, Detail: "text directly inside a container element"}
+}
+
+func nestedErr(leaf string) *FieldError {
+	return &FieldError{Path: leaf, Reason: ReasonNested, Detail: "value element holds elements"}
+}
+
+func duplicateErr(path string) *FieldError {
+	return &FieldError{Path: path, Reason: ReasonDuplicate, Detail: "element occurs more than once"}
+}
+
+// unknownErr names the known parent in Path (and so in Message()) and
+// carries the sender's element name in Element and Error() only: an
+// element name is sender-chosen text, so it may be logged and journaled
+// but never put in the signed reply.
+func unknownErr(parent string, el *xmlquery.Node) *FieldError {
+	name := el.Data
+	if el.Prefix != "" {
+		name = el.Prefix + ":" + name
+	}
+	const maxShown = 64 // names are XML names (no spaces or quotes); bound the log line
+	shown := name
+	if len(shown) > maxShown {
+		shown = shown[:maxShown] + "…"
+	}
+	where := parent
+	if where == "" {
+		where = "the body"
+	}
+	return &FieldError{Path: parent, Reason: ReasonUnknown, Element: name,
+		Detail: "unknown element " + strconv.Quote(shown) + " under " + where}
+}
