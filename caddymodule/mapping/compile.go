@@ -257,9 +257,13 @@ func (p *parser) pattern(f kv) *regexp.Regexp {
 	if !ok {
 		return nil
 	}
-	re, err := regexp.Compile(`^(?:` + s + `)$`)
-	if err != nil {
+	if _, err := regexp.Compile(s); err != nil { // reported on the pattern as written
 		p.errf(f.v, "pattern %q is not a valid regular expression: %s", s, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		return nil
+	}
+	re, err := regexp.Compile(`^(?:` + s + `)$`)
+	if err != nil { // "a)(b" compiles alone, not wrapped
+		p.errf(f.v, "pattern %q is not a valid regular expression: unbalanced parentheses", s)
 		return nil
 	}
 	return re

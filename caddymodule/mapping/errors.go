@@ -59,7 +59,7 @@ type FieldError struct {
 	// Element is, for ReasonUnknown, the unknown element's name as sent
 	// (Path names its known parent). It is sender-chosen text: log it and
 	// journal it, but never put it in a signed reply, which would sign text
-	// of the sender's choosing; Message() leaves it out. Error() has it.
+	// of the sender's choosing. Message() and Error() leave it out.
 	Element string
 
 	origin string // "" for platform XML, else e.g. "核心系统应答"

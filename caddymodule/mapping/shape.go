@@ -89,7 +89,7 @@ func (p *parser) addRows(node *shapeNode, rules *Rules, prefix string) {
 		}
 		parent := node
 		for i, seg := range row.src[:len(row.src)-1] {
-			parent = p.container(parent, seg, joinPrefix(prefix, row.src[:i+1]), row.Line, false)
+			parent = p.container(parent, seg, joinPrefix(prefix, row.src[:i+1]), joinPrefix(prefix, row.src), row.Line, false)
 			if parent == nil {
 				break
 			}
@@ -101,7 +101,7 @@ func (p *parser) addRows(node *shapeNode, rules *Rules, prefix string) {
 		path := joinPrefix(prefix, row.src)
 		var kid *shapeKid
 		for _, name := range append([]string{row.src[len(row.src)-1]}, row.aliases...) {
-			kid = p.element(parent, name, path, leaf, row.repeated(), false, row.Line)
+			kid = p.element(parent, name, path, path, leaf, row.repeated(), false, row.Line)
 		}
 		if kid != nil && row.Fields != nil {
 			p.addRows(kid.node, row.Fields, path)
@@ -117,9 +117,10 @@ func joinPrefix(prefix string, segs []string) string {
 	return prefix + "/" + p
 }
 
-// container finds or adds the container kid name of parent.
-func (p *parser) container(parent *shapeNode, name, path string, line int, ignored bool) *shapeNode {
-	kid := p.element(parent, name, path, false, false, ignored, line)
+// container finds or adds the container kid name of parent; whole is the
+// path of the row or entry that needs it, for messages.
+func (p *parser) container(parent *shapeNode, name, path, whole string, line int, ignored bool) *shapeNode {
+	kid := p.element(parent, name, path, whole, false, false, ignored, line)
 	if kid == nil {
 		return nil
 	}
@@ -127,21 +128,22 @@ func (p *parser) container(parent *shapeNode, name, path string, line int, ignor
 }
 
 // element finds or adds one spelling under parent, refusing a spelling
-// that would be a value in one place and a container in another.
-func (p *parser) element(parent *shapeNode, name, path string, leaf, repeated, ignored bool, line int) *shapeKid {
+// that would be a value in one place and a container in another. path is
+// the element's own path, whole the declaring row's or entry's.
+func (p *parser) element(parent *shapeNode, name, path, whole string, leaf, repeated, ignored bool, line int) *shapeKid {
 	for _, k := range parent.kids {
 		if k.name != name {
 			continue
 		}
 		switch {
-		case ignored && !k.ignored && k.path == path:
+		case ignored && !k.ignored && k.leaf:
 			p.errAt(line, "ignore entry %q is also a mapped field (line %d)", path, k.line)
 			return nil
-		case ignored && !k.ignored:
-			p.errAt(line, "ignore entry %q contradicts the mapped field %q (line %d)", path, k.path, k.line)
+		case ignored && !k.ignored && leaf:
+			p.errAt(line, "ignore entry %q holds mapped fields (line %d); list the extra elements inside it instead", path, k.line)
 			return nil
 		case k.leaf && !leaf:
-			p.errAt(line, "xml path %q goes inside %q, which is a value at line %d", path, k.path, k.line)
+			p.errAt(line, "xml path %q goes inside %q, which is a value at line %d", whole, k.path, k.line)
 			return nil
 		case !k.leaf && leaf:
 			p.errAt(line, "xml path %q is a value, but line %d puts elements inside it", path, k.line)
@@ -179,16 +181,21 @@ func (p *parser) addIgnored(root *shapeNode, e ignoreEntry) {
 	for i, seg := range e.segs[:len(e.segs)-1] {
 		path := strings.Join(e.segs[:i+1], "/")
 		ignored := true
-		for _, k := range node.kids { // a known container may hold ignored elements
-			if k.name == seg && !k.ignored && !k.leaf {
-				ignored = false
+		for _, k := range node.kids {
+			if k.name != seg || k.ignored {
+				continue
 			}
+			if k.leaf {
+				p.errAt(e.line, "ignore entry %q goes inside %q, a mapped value (line %d)", e.path, k.path, k.line)
+				return
+			}
+			ignored = false // a mapped container may hold ignored elements
 		}
-		if node = p.container(node, seg, path, e.line, ignored); node == nil {
+		if node = p.container(node, seg, path, e.path, e.line, ignored); node == nil {
 			return
 		}
 	}
-	p.element(node, e.segs[len(e.segs)-1], e.path, true, false, true, e.line)
+	p.element(node, e.segs[len(e.segs)-1], e.path, e.path, true, false, true, e.line)
 }
 
 // linkAlts records, for each kid, its other spellings (same path), so the
@@ -369,24 +376,21 @@ func duplicateErr(path string) *FieldError {
 	return &FieldError{Path: path, Reason: ReasonDuplicate, Detail: "element occurs more than once"}
 }
 
-// unknownErr names the known parent in Path (and so in Message()) and
-// carries the sender's element name in Element and Error() only: an
-// element name is sender-chosen text, so it may be logged and journaled
-// but never put in the signed reply.
+// unknownErr names the known parent in Path, and so in Message() and
+// Error(), and carries the sender's element name in Element only. An
+// element name is sender-chosen text: a signed reply quoting it would be
+// a signature over text of the sender's choosing (a signature oracle), and
+// Error() is kept free of input text so it is always safe to log. The
+// handler logs and journals Element explicitly.
 func unknownErr(parent string, el *xmlquery.Node) *FieldError {
 	name := el.Data
 	if el.Prefix != "" {
 		name = el.Prefix + ":" + name
-	}
-	const maxShown = 64 // names are XML names (no spaces or quotes); bound the log line
-	shown := name
-	if len(shown) > maxShown {
-		shown = shown[:maxShown] + "…"
 	}
 	where := parent
 	if where == "" {
 		where = "the body"
 	}
 	return &FieldError{Path: parent, Reason: ReasonUnknown, Element: name,
-		Detail: "unknown element " + strconv.Quote(shown) + " under " + where}
+		Detail: "element unknown to the mapping under " + where + " (name in FieldError.Element)"}
 }
