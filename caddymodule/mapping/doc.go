@@ -89,6 +89,10 @@
 // sent to the core, and its containers, if not mapped, hold only what
 // ignore: lists. unknown_elements: ignore lets every unknown element
 // through instead (their text is still signed, never sent).
+// An ignore: entry may also be {xml: path, pattern: regexp}: the element's
+// whole text, empty included, must then match. Give one where the shape is
+// known: no row reads an ignored element, so without one text can move
+// into or out of it unnoticed.
 //
 // # Types
 //

@@ -141,6 +141,10 @@ type Row struct {
 
 func (r *Row) repeated() bool { return r.Max > 0 }
 
+// Aliases returns the other accepted spellings of the last source path
+// segment (nil if none). The slice must not be modified.
+func (r *Row) Aliases() []string { return r.aliases }
+
 // outNode is one member of an output JSON object or one output element.
 type outNode struct {
 	name string

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -45,14 +46,15 @@ type shapeNode struct {
 
 // shapeKid is one spelling of one element a container may hold.
 type shapeKid struct {
-	name     string     // the spelling (canonical or alias)
-	path     string     // canonical mapping path, for messages
-	leaf     bool       // a value: text only
-	repeated bool       // may occur more than once (items of a repeat: row)
-	ignored  bool       // declared by ignore: (never read by a row)
-	node     *shapeNode // the kid's own shape, for containers
-	alts     []int      // indexes (in the parent's kids) of its other spellings
-	line     int        // first row or ignore entry that declared it
+	name     string         // the spelling (canonical or alias)
+	path     string         // canonical mapping path, for messages
+	leaf     bool           // a value: text only
+	repeated bool           // may occur more than once (items of a repeat: row)
+	ignored  bool           // declared by ignore: (never read by a row)
+	node     *shapeNode     // the kid's own shape, for containers
+	alts     []int          // indexes (in the parent's kids) of its other spellings
+	line     int            // first row or ignore entry that declared it
+	pattern  *regexp.Regexp // ignored values: the shape their whole text must have
 }
 
 // shape is the compiled structure of one request body.
@@ -169,9 +171,10 @@ func (p *parser) element(parent *shapeNode, name, path, whole string, leaf, repe
 
 // ignoreEntry is one path of a file's ignore: list.
 type ignoreEntry struct {
-	path string
-	segs []string
-	line int
+	path    string
+	segs    []string
+	line    int
+	pattern *regexp.Regexp
 }
 
 // addIgnored declares an ignored leaf and, where they are not known
@@ -195,7 +198,9 @@ func (p *parser) addIgnored(root *shapeNode, e ignoreEntry) {
 			return
 		}
 	}
-	p.element(node, e.segs[len(e.segs)-1], e.path, e.path, true, false, true, e.line)
+	if k := p.element(node, e.segs[len(e.segs)-1], e.path, e.path, true, false, true, e.line); k != nil {
+		k.pattern = e.pattern
+	}
 }
 
 // linkAlts records, for each kid, its other spellings (same path), so the
@@ -213,7 +218,14 @@ func (p *parser) linkAlts(node *shapeNode) {
 	}
 }
 
-// ignoreList reads ignore: [paths under the body].
+var ignoreKeys = []string{"xml", "pattern"}
+
+// ignoreList reads ignore: [paths under the body]. An entry is a path, or
+// {xml: path, pattern: regexp} when the element's text has a known shape:
+// no row reads an ignored element, so without a shape text can be moved
+// into or out of it unnoticed (e.g. the first digit of the next field's
+// amount). An ignored element with a pattern: must match it whole, empty
+// text included.
 func (p *parser) ignoreList(f kv) []ignoreEntry {
 	if f.v.Kind != yaml.SequenceNode {
 		p.errf(f.v, "ignore: must be a list of element paths under the body, e.g. [ProjectType, dateInfo/startDate]")
@@ -223,16 +235,30 @@ func (p *parser) ignoreList(f kv) []ignoreEntry {
 	seen := map[string]int{}
 	for _, n := range f.v.Content {
 		n = resolve(n)
-		path, segs := p.xmlPath(kv{f.k, n})
-		if segs == nil {
+		e := ignoreEntry{line: n.Line}
+		pathNode := kv{f.k, n}
+		if n.Kind == yaml.MappingNode {
+			fs := p.fields(n, "ignore entry", ignoreKeys)
+			xf, ok := fs["xml"]
+			if !ok {
+				p.errf(n, "ignore entry needs xml: (the element path under the body)")
+				continue
+			}
+			pathNode = xf
+			if pf, ok := fs["pattern"]; ok {
+				e.pattern = p.pattern(pf)
+			}
+		}
+		e.path, e.segs = p.xmlPath(pathNode)
+		if e.segs == nil {
 			continue
 		}
-		if line, dup := seen[path]; dup {
-			p.errf(n, "ignore entry %q repeats line %d", path, line)
+		if line, dup := seen[e.path]; dup {
+			p.errf(n, "ignore entry %q repeats line %d", e.path, line)
 			continue
 		}
-		seen[path] = n.Line
-		out = append(out, ignoreEntry{path: path, segs: segs, line: n.Line})
+		seen[e.path] = n.Line
+		out = append(out, e)
 	}
 	return out
 }
@@ -338,6 +364,9 @@ func (s *shape) checkKid(kid *shapeKid, el *xmlquery.Node) *FieldError {
 				}
 				return nestedErr(kid.path)
 			}
+		}
+		if kid.pattern != nil && !kid.pattern.MatchString(textOf(el)) {
+			return &FieldError{Path: kid.path, Reason: ReasonPattern, Detail: "does not match the ignore entry's pattern"}
 		}
 		return nil
 	}

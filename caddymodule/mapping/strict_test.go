@@ -67,6 +67,16 @@ func TestStrictStructureRefusals(t *testing.T) {
 		{name: "ignored element holding an element", sample: "insureRequest.xml",
 			edits:  [][2]string{{"<startDate>2019-05-01 00:00:00</startDate>", "<startDate>2019-05-01<x> 00:00:00</x></startDate>"}},
 			reason: mapping.ReasonNested, path: "dateInfo/startDate", message: "字段 dateInfo/startDate 不是单一值(含有子元素)"},
+		{name: "ignored element out of shape", sample: "insureRequest.xml",
+			edits: [][2]string{
+				{"<ProjectType>uaIhkKbqGVpuJce8UzgqRA==</ProjectType>", "<ProjectType>uaIhkKbqGVpuJce8UzgqRA==2</ProjectType>"},
+				{"<sumPremium>20.00</sumPremium>", "<sumPremium>0.00</sumPremium>"}},
+			reason: mapping.ReasonPattern, path: "applicantInfo/ProjectType", message: "字段 applicantInfo/ProjectType 格式不正确"},
+		{name: "ignored element emptied", sample: "insureRequest.xml",
+			edits: [][2]string{
+				{"</endorseText>", "2019-05-01 00:00:00</endorseText>"},
+				{"<startDate>2019-05-01 00:00:00</startDate>", "<startDate/>"}},
+			reason: mapping.ReasonPattern, path: "dateInfo/startDate", message: "字段 dateInfo/startDate 格式不正确"},
 		{name: "unknown element in an ignored container", sample: "insureRequest.xml",
 			edits:  [][2]string{{"<endDate>", "<end>"}, {"</endDate>", "</end>"}},
 			reason: mapping.ReasonUnknown, path: "dateInfo", message: "未知字段: dateInfo 下含有本接口未定义的元素", element: "end"},
