@@ -7,10 +7,10 @@ import (
 	"testing"
 )
 
-// residualPairs are the field pairs of the shipped inbound mappings
-// between which signed text can move, in a genuine sample, without any
-// check noticing: a boundary between two adjacent fields shifted by a
-// character or two, or text moved (or a field renamed) into an optional
+// residualPairs are the field pairs (and one chain) of the shipped inbound
+// mappings between which signed text can move, in a genuine sample, without any
+// check noticing: a boundary between two adjacent fields shifted by one to
+// three characters, or text moved (or a field renamed) into an optional
 // field the message lacks. Each is two free-text or ciphertext fields
 // (or one of them an element listed under ignore:, which no check reads)
 // whose values have no shape the spec fixes. Everything else is refused
@@ -46,6 +46,12 @@ var residualPairs = map[string][]string{
 		"accountNo | bankNo", // account name | account number: its first digit moves back
 	},
 	"invoiceRequest": {
+		// A shift carried through the one-character type: the policy
+		// number's last digit pushes the type code into the title
+		// (…0002|1|浙江… becomes …000|2|1浙江…): electronic becomes paper.
+		// Only a fixed shape of the policy number or of the title could
+		// tell; the spec gives neither.
+		"policyno | InvoiceType | InvoiceHead",
 		"address | addInfo",
 		"addInfo | bankInfo",
 		"bankInfo | bankAcc", // bank name | account number: its first digit moves back
@@ -99,20 +105,41 @@ func TestBoundaryShifts(t *testing.T) {
 			return n.path()
 		}
 		// Adjacent fields: the last characters of one become the first of
-		// the next, or the other way round.
+		// the next, or the other way round; and the same shift carried
+		// through one or two fields between, which keep their length
+		// (policyno | InvoiceType | InvoiceHead turns type 1 into 2).
 		for i := 0; i+1 < len(leaves); i++ {
-			a, b := name(leaves[i]), name(leaves[i+1])
-			for k := 1; k <= 2; k++ {
-				try(a, b, func(body *xnode) bool {
-					l := elements(body, true)
-					putRunes(l[i+1], takeRunes(l[i], k, true), false)
-					return true
-				})
-				try(a, b, func(body *xnode) bool {
-					l := elements(body, true)
-					putRunes(l[i], takeRunes(l[i+1], k, false), true)
-					return true
-				})
+			for last := i + 1; last < len(leaves) && last <= i+3; last++ {
+				chain := make([]string, 0, last-i+1)
+				for _, l := range leaves[i : last+1] {
+					chain = append(chain, name(l))
+				}
+				if last > i+1 && containsResidualPair(g.root, chain) {
+					continue // explained by a listed pair
+				}
+				from, to := strings.Join(chain[:len(chain)-1], " | "), chain[len(chain)-1]
+				for k := 1; k <= 3; k++ {
+					try(from, to, func(body *xnode) bool {
+						l := elements(body, true)[i : last+1]
+						carry := takeRunes(l[0], k, true)
+						for _, mid := range l[1 : len(l)-1] {
+							putRunes(mid, carry, false)
+							carry = takeRunes(mid, k, true)
+						}
+						putRunes(l[len(l)-1], carry, false)
+						return true
+					})
+					try(from, to, func(body *xnode) bool {
+						l := elements(body, true)[i : last+1]
+						carry := takeRunes(l[len(l)-1], k, false)
+						for j := len(l) - 2; j > 0; j-- {
+							putRunes(l[j], carry, true)
+							carry = takeRunes(l[j], k, false)
+						}
+						putRunes(l[0], carry, true)
+						return true
+					})
+				}
 			}
 		}
 		// Optional fields the message lacks: a neighbour renamed into one,
@@ -124,7 +151,7 @@ func TestBoundaryShifts(t *testing.T) {
 					elements(body, true)[i].name = seg
 					return true
 				})
-				for k := 1; k <= 2; k++ {
+				for k := 1; k <= 3; k++ {
 					for _, atEnd := range []bool{true, false} {
 						try(from, target, func(body *xnode) bool {
 							l := elements(body, true)[i]
@@ -184,4 +211,14 @@ func (g *genuine) absentSiblings(leaf *xnode) []string {
 		}
 	}
 	return out
+}
+
+// containsResidualPair reports a listed pair among the chain's neighbours.
+func containsResidualPair(root string, chain []string) bool {
+	for i := 0; i+1 < len(chain); i++ {
+		if slices.Contains(residualPairs[root], chain[i]+" | "+chain[i+1]) {
+			return true
+		}
+	}
+	return false
 }
