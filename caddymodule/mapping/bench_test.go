@@ -12,6 +12,7 @@ import (
 const benchFile = `message: insureRequest
 reply: insureResponse
 core: {method: POST, path: /v1/proposals}
+ignore: [ProjectType]
 request:
   - {xml: applicantInfo/name, json: applicant.name, type: string, required: true, max_length: 20, pii: name}
   - {xml: applicantInfo/mobile, json: applicant.mobile, type: string, required: true, pii: mobile}

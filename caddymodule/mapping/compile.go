@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"encoding/json"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,7 +14,7 @@ var (
 	rowKeys = []string{
 		"xml", "json", "type", "required", "max_length", "pii", "aliases",
 		"scale", "precision", "json_as", "values", "xml_format", "json_format",
-		"timezone", "const", "var", "default", "omit_empty", "repeat", "fields",
+		"timezone", "const", "var", "default", "omit_empty", "repeat", "fields", "pattern",
 	}
 	repeatKeys = []string{"min", "max"}
 	typeNames  = "string, decimal, integer, boolean, datetime or enum"
@@ -238,12 +239,34 @@ func (p *parser) rowType(n *yaml.Node, f map[string]kv, row *Row) {
 			p.errf(kf.v, "json_as must be number or string, not %q", s)
 		}
 	}
+	if kf, ok := only("pattern", TypeString, TypeDecimal, TypeInteger, TypeDatetime); ok {
+		row.pattern = p.pattern(kf)
+	}
 	if kf, ok := only("values", TypeEnum); ok {
 		row.enum = p.enum(kf, row.dir)
 	} else if row.Type == TypeEnum && kf.k == nil {
 		p.errf(n, "type enum needs values: {xml value: json value, …}")
 	}
 	p.rowDatetime(n, f, row, only)
+}
+
+// pattern compiles pattern: (RE2 syntax) anchored at both ends: the whole
+// value must match, whether or not the file writes ^ and $.
+func (p *parser) pattern(f kv) *regexp.Regexp {
+	s, ok := p.str(f)
+	if !ok {
+		return nil
+	}
+	if _, err := regexp.Compile(s); err != nil { // reported on the pattern as written
+		p.errf(f.v, "pattern %q is not a valid regular expression: %s", s, strings.TrimPrefix(err.Error(), "error parsing regexp: "))
+		return nil
+	}
+	re, err := regexp.Compile(`^(?:` + s + `)$`)
+	if err != nil { // "a)(b" compiles alone, not wrapped
+		p.errf(f.v, "pattern %q is not a valid regular expression: unbalanced parentheses", s)
+		return nil
+	}
+	return re
 }
 
 func (p *parser) rowDatetime(n *yaml.Node, f map[string]kv, row *Row, only func(string, ...Type) (kv, bool)) {
@@ -635,4 +658,10 @@ func (k PII) Mask(v string) string {
 		return string(r[:6]) + "***"
 	}
 	return strings.Repeat("*", len(r))
+}
+
+// patternSource is the pattern as the file wrote it.
+func (r *Row) patternSource() string {
+	s := r.pattern.String()
+	return s[len(`^(?:`) : len(s)-len(`)$`)]
 }

@@ -11,6 +11,8 @@
 //	reply: insureResponse      # reply root
 //	core: {method: POST, path: /v1/proposals}
 //	timezone: Asia/Shanghai    # optional, default +08:00 (for datetime rows)
+//	ignore: [ProjectType, dateInfo/startDate]  # optional: extra elements, signed, never sent
+//	unknown_elements: refuse   # optional: refuse (default) or ignore
 //	request: [rows]            # XML (paths under requestBody) → JSON
 //	reply: [rows]              # JSON → reply XML; row order = element order
 //
@@ -60,6 +62,38 @@
 // correctInfo/dateInfo/endDate) produce one parent, placed where its first
 // row is. Two rows with the same target are a load error.
 //
+// # Structure of a request body
+//
+// The signature covers the concatenated text of the body, not its markup
+// (DESIGN §1.2), so a genuine signed message can be rearranged without
+// breaking it: a value split by a child element, text moved into an
+// element no row reads or left loose in a container. XMLToJSON therefore
+// also checks the body against the structure the file declares, compiled
+// at load, and refuses:
+//   - an element the file does not know (ReasonUnknown, "未知字段: X 下含有
+//     本接口未定义的元素"; Path and the message name the known parent X,
+//     "requestBody" for the body; the element's own name, which the sender
+//     chose, is only in FieldError.Element and Error(), never in the signed
+//     reply);
+//   - a value element (a row with a type) holding elements (ReasonNested);
+//   - non-blank text directly inside a container: the body, a wrapper such
+//     as correctInfo/dateInfo, a repeated item with fields: (ReasonLooseText);
+//   - a field given twice, also under two spellings (canonical and alias;
+//     ReasonDuplicate). Repeated items may occur many times, in one spelling.
+//
+// Names are case-sensitive; an alias counts as known; a prefixed element
+// (p:name) is never known. Comments and processing instructions are
+// allowed anywhere (they are neither signed nor read). Elements the file
+// does not map but real traffic carries are listed under ignore:, as
+// paths under the body; each is a value whose text is signed and never
+// sent to the core, and its containers, if not mapped, hold only what
+// ignore: lists. unknown_elements: ignore lets every unknown element
+// through instead (their text is still signed, never sent).
+// An ignore: entry may also be {xml: path, pattern: regexp}: the element's
+// whole text, empty included, must then match. Give one where the shape is
+// known: no row reads an ignored element, so without one text can move
+// into or out of it unnoticed.
+//
 // # Types
 //
 //   - string: passed through byte for byte (ciphertext, leading zeros,
@@ -90,6 +124,18 @@
 //
 // Surrounding whitespace is trimmed for every type except string.
 //
+// pattern: (types string, decimal, integer, datetime) is a regular
+// expression (RE2) the whole value must match, anchored whether or not it
+// is written with ^ and $, compiled at load. It is matched after the
+// type's own checks: on request rows against the text read (a string
+// exactly as sent to the core, other types trimmed but before canonical
+// formatting, so "(0|[1-9][0-9]*)[.][0-9]{2}" refuses 20.0 and 020.00 that
+// the decimal type would write as 20.00); on reply and body rows against
+// the element text produced. A mismatch is ReasonPattern, "字段 X 格式不正确",
+// which never quotes the value. Shapes fixed by the spec (mobile numbers,
+// credit codes, money) make text shifted across a field boundary of a
+// signed message fail.
+//
 // # Errors
 //
 // Load errors read "file:line: what is wrong" (*LoadError, wrapping
@@ -98,7 +144,8 @@
 // [n] in repeats) or, for JSON input, the JSON path (0-based [n]); Message()
 // is the Chinese text for resultMessage ("缺少必填字段 applicantInfo/name",
 // "核心系统应答缺少字段 accepted"). A path segment that occurs twice in the
-// XML is refused (ReasonDuplicate); unknown elements are ignored.
+// XML is refused (ReasonDuplicate). When every row passes, the body's
+// structure is checked (see above).
 //
 // # Output
 //

@@ -29,16 +29,20 @@ type Reason string
 
 // Field error reasons.
 const (
-	ReasonMissing   Reason = "missing"   // required value absent or empty
-	ReasonTooLong   Reason = "too_long"  // more runes than max_length
-	ReasonInvalid   Reason = "invalid"   // not a valid decimal/integer/boolean/datetime
-	ReasonScale     Reason = "scale"     // more fraction digits than scale
-	ReasonPrecision Reason = "precision" // more digits than precision allows
-	ReasonEnum      Reason = "enum"      // value not in the enum's map
-	ReasonTooMany   Reason = "too_many"  // repeated more than repeat.max
-	ReasonTooFew    Reason = "too_few"   // repeated less than repeat.min
-	ReasonDuplicate Reason = "duplicate" // a non-repeated element occurs twice
-	ReasonType      Reason = "type"      // JSON value of the wrong kind (object for a string…)
+	ReasonMissing   Reason = "missing"    // required value absent or empty
+	ReasonTooLong   Reason = "too_long"   // more runes than max_length
+	ReasonInvalid   Reason = "invalid"    // not a valid decimal/integer/boolean/datetime
+	ReasonScale     Reason = "scale"      // more fraction digits than scale
+	ReasonPrecision Reason = "precision"  // more digits than precision allows
+	ReasonEnum      Reason = "enum"       // value not in the enum's map
+	ReasonTooMany   Reason = "too_many"   // repeated more than repeat.max
+	ReasonTooFew    Reason = "too_few"    // repeated less than repeat.min
+	ReasonDuplicate Reason = "duplicate"  // a non-repeated element occurs twice
+	ReasonType      Reason = "type"       // JSON value of the wrong kind (object for a string…)
+	ReasonPattern   Reason = "pattern"    // value does not match the row's pattern:
+	ReasonUnknown   Reason = "unknown"    // an element the mapping does not know
+	ReasonNested    Reason = "nested"     // a value element holds elements
+	ReasonLooseText Reason = "loose_text" // text directly inside a container element
 )
 
 // FieldError is a value that fails its row. Path is the XML path (slash
@@ -55,6 +59,11 @@ type FieldError struct {
 	Path   string
 	Reason Reason
 	Detail string // English detail, without the value
+	// Element is, for ReasonUnknown, the unknown element's name as sent
+	// (Path names its known parent). It is sender-chosen text: log it and
+	// journal it, but never put it in a signed reply, which would sign text
+	// of the sender's choosing. Message() and Error() leave it out.
+	Element string
 
 	origin string // "" for platform XML, else e.g. "核心系统应答"
 	typ    Type
@@ -79,6 +88,12 @@ func (e *FieldError) Message() string {
 		}
 		return e.origin + "缺少字段 " + e.Path
 	}
+	switch e.Reason {
+	case ReasonUnknown:
+		return "未知字段: " + e.Path + " 下含有本接口未定义的元素"
+	case ReasonLooseText:
+		return "报文结构错误: " + e.Path + " 下含有不属于任何字段的文本"
+	}
 	var b strings.Builder
 	b.WriteString(e.origin)
 	b.WriteString("字段 ")
@@ -99,6 +114,12 @@ func (e *FieldError) Message() string {
 		return b.String()
 	case ReasonType:
 		b.WriteString("类型错误(应为 " + e.extra + ")")
+		return b.String()
+	case ReasonNested:
+		b.WriteString("不是单一值(含有子元素)")
+		return b.String()
+	case ReasonPattern:
+		b.WriteString("格式不正确")
 		return b.String()
 	case ReasonScale:
 		fmt.Fprintf(&b, "小数位数过多(最多 %d 位)", e.limit)

@@ -143,7 +143,8 @@ func fzCheckXMLResult(t *testing.T, file string, out []byte, err error) {
 var fzReasons = []mapping.Reason{
 	mapping.ReasonMissing, mapping.ReasonTooLong, mapping.ReasonInvalid, mapping.ReasonScale,
 	mapping.ReasonPrecision, mapping.ReasonEnum, mapping.ReasonTooMany, mapping.ReasonTooFew,
-	mapping.ReasonDuplicate, mapping.ReasonType,
+	mapping.ReasonDuplicate, mapping.ReasonType, mapping.ReasonPattern, mapping.ReasonUnknown,
+	mapping.ReasonNested, mapping.ReasonLooseText,
 }
 
 // fzCheckFieldError: a *FieldError (not merely wrapping one), with a path,

@@ -303,7 +303,7 @@ func (p *parser) value(f kv) (string, bool) {
 }
 
 var (
-	inboundKeys  = []string{"message", "reply", "core", "request", "timezone"}
+	inboundKeys  = []string{"message", "reply", "core", "request", "timezone", "ignore", "unknown_elements"}
 	outboundKeys = []string{"event", "callback", "reply", "order_key", "event_id", "body", "timezone"}
 	coreKeys     = []string{"method", "path"}
 	httpMethods  = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
@@ -416,6 +416,17 @@ func (p *parser) inbound(n *yaml.Node, top map[string]kv, replyRows kv) *Inbound
 		p.errf(n, "missing request: rows (platform XML → core JSON)")
 	} else {
 		m.Request = p.rules(f, xmlToJSON, "")
+	}
+	var ignore []ignoreEntry
+	if f, ok := top["ignore"]; ok {
+		ignore = p.ignoreList(f)
+	}
+	unknown := unknownRefuse
+	if f, ok := top["unknown_elements"]; ok {
+		unknown = p.unknownElements(f)
+	}
+	if m.Request != nil {
+		m.Request.shape = p.compileShape(m.Request, ignore, unknown)
 	}
 	if replyRows.k == nil {
 		p.errf(n, "missing reply: rows (core JSON → reply XML)")

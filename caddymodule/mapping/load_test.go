@@ -370,3 +370,82 @@ func TestPIIMask(t *testing.T) {
 		}
 	}
 }
+
+// TestParseStructureErrors: ignore:, unknown_elements: and pattern:
+// problems are reported as "file:line: what is wrong". Rows start on
+// line 7; a top-level key after them is on the line after the rows.
+func TestParseStructureErrors(t *testing.T) {
+	cases := []struct{ name, rows, want string }{
+		{"ignore entry is a mapped field",
+			"  - {xml: a/b, json: b, type: string}\nignore: [x, a/b]\n",
+			`t.yaml:8: ignore entry "a/b" is also a mapped field (line 7)`},
+		{"ignore entry holds mapped fields",
+			"  - {xml: a/b, json: b, type: string}\nignore:\n  - a\n",
+			`t.yaml:9: ignore entry "a" holds mapped fields (line 7); list the extra elements inside it instead`},
+		{"ignore entry inside a mapped value",
+			"  - {xml: a/b, json: b, type: string}\nignore:\n  - a/b/c\n",
+			`t.yaml:9: ignore entry "a/b/c" goes inside "a/b", a mapped value (line 7)`},
+		{"ignore entry is an alias",
+			"  - {xml: a, aliases: [b], json: a, type: string}\nignore: [b]\n",
+			`t.yaml:8: ignore entry "b" is also a mapped field (line 7)`},
+		{"ignore entry repeated",
+			"  - {xml: a, json: a, type: string}\nignore:\n  - x/y\n  - x/y\n",
+			`t.yaml:10: ignore entry "x/y" repeats line 9`},
+		{"ignore entries contradict each other",
+			"  - {xml: a, json: a, type: string}\nignore: [x, x/y]\n",
+			`t.yaml:8: xml path "x/y" goes inside "x", which is a value at line 8`},
+		{"ignore not a list",
+			"  - {xml: a, json: a, type: string}\nignore: ProjectType\n",
+			`t.yaml:8: ignore: must be a list of element paths under the body, e.g. [ProjectType, dateInfo/startDate]`},
+		{"ignore bad path",
+			"  - {xml: a, json: a, type: string}\nignore: [dateInfo//startDate]\n",
+			`t.yaml:8: xml path "dateInfo//startDate" has an empty segment`},
+		{"ignore entry without xml",
+			"  - {xml: a, json: a, type: string}\nignore:\n  - {pattern: \"x\"}\n",
+			`t.yaml:9: ignore entry needs xml: (the element path under the body)`},
+		{"ignore entry with a bad pattern",
+			"  - {xml: a, json: a, type: string}\nignore:\n  - {xml: b, pattern: \"(\"}\n",
+			`t.yaml:9: pattern "(" is not a valid regular expression: missing closing ): ` + "`(`"},
+		{"ignore entry with an unknown key",
+			"  - {xml: a, json: a, type: string}\nignore:\n  - {xml: b, type: string}\n",
+			`t.yaml:9: unknown key "type" in ignore entry`},
+		{"unknown_elements value",
+			"  - {xml: a, json: a, type: string}\nunknown_elements: drop\n",
+			`t.yaml:8: unknown_elements must be refuse or ignore, not "drop"`},
+		{"a value that other rows go inside",
+			"  - {xml: a, json: a, type: string}\n  - {xml: a/b, json: b, type: string}\n",
+			`t.yaml:8: xml path "a/b" goes inside "a", which is a value at line 7`},
+		{"a container that a later row reads as a value",
+			"  - {xml: a/b, json: b, type: string}\n  - {xml: a, json: a, type: string}\n",
+			`t.yaml:8: xml path "a" is a value, but line 7 puts elements inside it`},
+		{"one spelling for two fields",
+			"  - {xml: x, aliases: [y], json: x, type: string}\n  - {xml: y, json: y, type: string}\n",
+			`t.yaml:8: element "y" is both "y" and "x" (line 7); one spelling can name one field only`},
+		{"bad pattern",
+			"  - {xml: a, json: a, type: string, pattern: \"[0-9\"}\n",
+			`t.yaml:7: pattern "[0-9" is not a valid regular expression: missing closing ]: ` + "`[0-9`"},
+		{"pattern that only compiles unanchored",
+			"  - {xml: a, json: a, type: string, pattern: \"a)(b\"}\n",
+			`t.yaml:7: pattern "a)(b" is not a valid regular expression: unexpected ): ` + "`a)(b`"},
+		{"pattern on a boolean",
+			"  - {xml: a, json: a, type: boolean, pattern: \"true\"}\n",
+			`t.yaml:7: pattern: applies only to type string or decimal or integer or datetime, not boolean`},
+		{"default that does not match the pattern",
+			"  - {xml: a, json: a, type: string, pattern: \"[0-9]+\", default: \"x\"}\n",
+			`t.yaml:7: default "x" is not valid for this row: does not match the row's pattern`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := mapping.ParseFile("t.yaml", []byte(fileHead+tc.rows))
+			if err == nil {
+				t.Fatalf("loaded: %+v", m)
+			}
+			if err.Error() != tc.want {
+				t.Errorf("error\n got %s\nwant %s", err, tc.want)
+			}
+			if !errors.Is(err, mapping.ErrInvalidMapping) {
+				t.Errorf("error %T does not wrap ErrInvalidMapping", err)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"errors"
+	"regexp"
 	"time"
 )
 
@@ -89,6 +90,9 @@ type Rules struct {
 	// tree is the output layout: JSON members (xml→json) or elements
 	// (json→xml), in first-appearance order with shared prefixes grouped.
 	tree []*outNode
+	// shape is the element structure a request body must have (top-level
+	// request rules only; see shape.go).
+	shape *shape
 }
 
 // Rows returns the compiled rows in file order (for dry-run output, lineage
@@ -123,6 +127,7 @@ type Row struct {
 	precision int      // 0 = unlimited
 	asString  bool     // json_as: string
 	enum      *enumMap
+	pattern   *regexp.Regexp // anchored; nil = any
 	xmlFmt    *dtLayout
 	jsonFmt   *dtLayout
 	zone      *time.Location
@@ -135,6 +140,10 @@ type Row struct {
 }
 
 func (r *Row) repeated() bool { return r.Max > 0 }
+
+// Aliases returns the other accepted spellings of the last source path
+// segment (nil if none). The slice must not be modified.
+func (r *Row) Aliases() []string { return r.aliases }
 
 // outNode is one member of an output JSON object or one output element.
 type outNode struct {

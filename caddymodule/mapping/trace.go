@@ -98,7 +98,10 @@ func (l Lineage) Masked() Lineage {
 // TraceXMLToJSON is XMLToJSON with lineage: one entry per evaluated row in
 // row order (the items of a repeated row follow it). On a failure the
 // entries end with the failing row and err is the same *FieldError
-// XMLToJSON returns; rows after it are not evaluated.
+// XMLToJSON returns; rows after it are not evaluated. A body whose rows
+// all map but whose structure is refused (an unknown element, a value
+// holding elements, text loose in a container) has every row's entry,
+// none with Err, and that refusal as err.
 func (r *Rules) TraceXMLToJSON(body *xmlquery.Node, vars Vars) (out []byte, lineage []Lineage, err error) {
 	if r == nil || r.dir != xmlToJSON {
 		return nil, nil, ErrWrongDirection
@@ -106,6 +109,11 @@ func (r *Rules) TraceXMLToJSON(body *xmlquery.Node, vars Vars) (out []byte, line
 	tr := &tracer{}
 	sc := &scratch{tr: tr}
 	if fe := r.object(body, vars, sc); fe != nil {
+		return nil, tr.entries, fe
+	}
+	// The same structure check as XMLToJSON, so a dry run refuses what
+	// production refuses. It fails no row: every entry is as mapped.
+	if fe := r.shape.check(body); fe != nil {
 		return nil, tr.entries, fe
 	}
 	return sc.buf, tr.entries, nil
@@ -426,6 +434,9 @@ func (r *Row) Rule() string {
 	}
 	if r.enum != nil {
 		add("values", r.enum.describe())
+	}
+	if r.pattern != nil {
+		add("pattern", strconv.Quote(r.patternSource()))
 	}
 	if r.xmlFmt != nil {
 		add("xml_format", strconv.Quote(r.xmlFmt.pattern))

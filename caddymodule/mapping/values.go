@@ -33,8 +33,33 @@ func trimXMLSpace(s string) string {
 }
 
 // appendFromXML converts the platform's text s (not blank) and appends the
-// JSON fragment to buf.
+// JSON fragment to buf. A row's pattern: is matched after the type's own
+// checks, against the text the row read: a string exactly as the core
+// receives it, any other type trimmed of surrounding white space but
+// before canonical formatting (so a pattern can insist on 20.00 where the
+// decimal type would also take 20.0 and write 20.00).
 func (r *Row) appendFromXML(buf []byte, s string) ([]byte, *FieldError) {
+	start := len(buf)
+	buf, fe := r.convertFromXML(buf, s)
+	if fe != nil || r.pattern == nil {
+		return buf, fe
+	}
+	if r.Type != TypeString {
+		s = trimXMLSpace(s)
+	}
+	if !r.pattern.MatchString(s) {
+		return buf[:start], r.patternErr()
+	}
+	return buf, nil
+}
+
+// patternErr never quotes the value: the reply carrying it is signed.
+func (r *Row) patternErr() *FieldError {
+	return r.fieldErr(ReasonPattern, "does not match the row's pattern")
+}
+
+// convertFromXML is appendFromXML without the pattern.
+func (r *Row) convertFromXML(buf []byte, s string) ([]byte, *FieldError) {
 	switch r.Type {
 	case TypeString:
 		if fe := r.checkLength(s); fe != nil {
@@ -88,8 +113,18 @@ func (r *Row) appendFromXML(buf []byte, s string) ([]byte, *FieldError) {
 }
 
 // textFromJSON converts one decoded JSON scalar (string, json.Number or
-// bool; never blank) into element text.
+// bool; never blank) into element text, which must match the row's
+// pattern: if it has one.
 func (r *Row) textFromJSON(v any) (string, *FieldError) {
+	text, fe := r.convertFromJSON(v)
+	if fe == nil && r.pattern != nil && !r.pattern.MatchString(text) {
+		return "", r.patternErr()
+	}
+	return text, fe
+}
+
+// convertFromJSON is textFromJSON without the pattern.
+func (r *Row) convertFromJSON(v any) (string, *FieldError) {
 	switch r.Type {
 	case TypeString:
 		s, ok := scalarText(v)

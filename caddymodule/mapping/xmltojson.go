@@ -44,6 +44,12 @@ func (r *Rules) XMLToJSON(body *xmlquery.Node, vars Vars) ([]byte, error) {
 	if fe := r.object(body, vars, sc); fe != nil {
 		return nil, fe
 	}
+	// The rows passed; the body must also have no element, text or
+	// nesting they did not read (shape.go), or signed text could reach
+	// the core rearranged.
+	if fe := r.shape.check(body); fe != nil {
+		return nil, fe
+	}
 	out := make([]byte, len(sc.buf))
 	copy(out, sc.buf)
 	return out, nil

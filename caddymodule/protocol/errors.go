@@ -124,6 +124,8 @@ const (
 	msgTooMany     = "报文节点数量超过限制"
 	msgValueTooBig = "报文字段值超过长度限制"
 	msgTooManyAttr = "报文节点属性数量超过限制"
+	msgDupAttr     = "报文不是合法的XML: 节点含有重复的属性"
+	msgBadCharRef  = "报文不是合法的XML: 含有不允许的字符引用"
 )
 
 // errCharset is returned by our CharsetReader so a declared non-UTF-8

@@ -74,6 +74,9 @@ func parseDOMStd(data []byte, lim Limits) (*xmlquery.Node, error) {
 		if err != nil {
 			return nil, decodeError(err)
 		}
+		if !charRefsAllowed(tok, data[off:d.InputOffset()]) {
+			return nil, malformedAs(d, msgBadCharRef, "character reference to a surrogate or noncharacter")
+		}
 		wasProlog := prolog
 		prolog = false
 		switch t := tok.(type) {
@@ -169,6 +172,11 @@ func elementNode(t xml.StartElement, raw []byte, ns *namespaces, lim Limits) (*x
 		if utf8.RuneCountInString(a.Value) > lim.MaxValueChars {
 			return nil, limitError(msgValueTooBig, "个字符", "attribute value length", lim.MaxValueChars)
 		}
+	}
+	if duplicateAttr(t.Attr) {
+		return nil, newError(KindMalformed, msgDupAttr, "duplicate attribute")
+	}
+	for _, a := range t.Attr {
 		ns.declare(a)
 	}
 	if len(t.Attr) > 0 {
@@ -280,9 +288,62 @@ func pseudoAttrName(key string) xml.Name {
 	return xml.Name{Local: key}
 }
 
+// duplicateAttr reports an attribute name given twice in one start tag,
+// which XML forbids and encoding/xml lets through (the tree would hold
+// both; which one a reader sees would be up to the reader). Names compare
+// after namespace resolution, so p:a and q:a of one namespace are the same.
+// The count is at most MaxAttributes, so a quadratic scan is cheap.
+func duplicateAttr(attrs []xml.Attr) bool {
+	for i := 1; i < len(attrs); i++ {
+		for _, earlier := range attrs[:i] {
+			if earlier.Name == attrs[i].Name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+var charRefOpen = []byte("&#")
+
+// charRefsAllowed checks the character references of a text or start tag
+// as written (raw), which encoding/xml has already resolved: it accepts
+// &#xD800; as U+FFFD and noncharacters as themselves, so the references
+// are read again from the input and judged by the scanner's own rule,
+// charRefAllowed. CDATA, comments and processing instructions hold no
+// references ("&#" there is literal text).
+func charRefsAllowed(tok xml.Token, raw []byte) bool {
+	switch tok.(type) {
+	case xml.StartElement:
+	case xml.CharData:
+		if bytes.HasPrefix(raw, cdataOpen) {
+			return true
+		}
+	default:
+		return true
+	}
+	for {
+		i := bytes.Index(raw, charRefOpen)
+		if i < 0 {
+			return true
+		}
+		_, n, ok := reference(raw[i:])
+		if !ok {
+			return false
+		}
+		raw = raw[i+n:]
+	}
+}
+
 func malformed(d *xml.Decoder, detail string) *Error {
+	return malformedAs(d, msgMalformed, detail)
+}
+
+// malformedAs is a well-formedness error with its own Chinese message,
+// located at the decoder's line.
+func malformedAs(d *xml.Decoder, msg, detail string) *Error {
 	line, _ := d.InputPos()
-	e := newError(KindMalformed, msgMalformed, detail)
+	e := newError(KindMalformed, msg, detail)
 	e.Line = line
 	return e
 }

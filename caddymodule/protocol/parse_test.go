@@ -296,3 +296,87 @@ func TestKindStrings(t *testing.T) {
 		}
 	}
 }
+
+// TestParseRefusesDuplicateAttributes: XML forbids one attribute name
+// twice in a start tag and encoding/xml lets it through; both parsers
+// refuse it, and the message quotes nothing of the input.
+func TestParseRefusesDuplicateAttributes(t *testing.T) {
+	for _, tc := range []struct{ name, body string }{
+		{"scanner", `<mobile kind="m" kind="13812345678">1</mobile>`},
+		{"encoding/xml", `<mobile xmlns:p="urn:p" p:kind="m" p:kind="13812345678">1</mobile>`},
+		{"encoding/xml, two prefixes of one namespace", `<mobile xmlns:p="urn:x" xmlns:q="urn:x" p:k="1" q:k="13812345678"/>`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pe := mustRefuse(t, envelope(tc.body), KindMalformed)
+			scannerRefuses(t, envelope(tc.body), tc.name == "scanner")
+			if want := "报文不是合法的XML: 节点含有重复的属性(第1行)"; pe.Message() != want {
+				t.Errorf("Message() = %q, want %q", pe.Message(), want)
+			}
+			if !strings.Contains(pe.Error(), "duplicate attribute") || strings.Contains(pe.Error(), "13812345678") {
+				t.Errorf("Error() = %q", pe.Error())
+			}
+		})
+	}
+}
+
+// TestParseRefusesNonCharacterReferences: encoding/xml turns &#xD800;
+// into U+FFFD and accepts noncharacters, so two different inputs could
+// carry one signed text and peers in other languages would read them
+// differently. Both parsers refuse them, in text and in attributes.
+func TestParseRefusesNonCharacterReferences(t *testing.T) {
+	refs := []string{"&#xD800;", "&#xDBFF;", "&#xDC00;", "&#xDFFF;", "&#55296;", "&#xFDD0;", "&#xFDEF;",
+		"&#xFFFE;", "&#xFFFF;", "&#x1FFFE;", "&#x10FFFF;", "&#0;", "&#x1F;"}
+	for _, ref := range refs {
+		for _, tc := range []struct{ name, body string }{
+			{"scanner text", "<name>浙江" + ref + "公司</name>"},
+			{"scanner attribute", `<name k="` + ref + `">x</name>`},
+			{"encoding/xml text", `<p:name xmlns:p="urn:p">浙江` + ref + `公司</p:name>`},
+			{"encoding/xml attribute", `<name xmlns:p="urn:p" p:k="` + ref + `">x</name>`},
+		} {
+			t.Run(ref+" "+tc.name, func(t *testing.T) {
+				pe := mustRefuse(t, envelope(tc.body), KindMalformed)
+				scannerRefuses(t, envelope(tc.body), strings.HasPrefix(tc.name, "scanner"))
+				if !strings.HasPrefix(pe.Message(), "报文不是合法的XML") || strings.Contains(pe.Message(), "浙江") ||
+					strings.ContainsAny(pe.Message(), "&#") {
+					t.Errorf("Message() = %q", pe.Message())
+				}
+			})
+		}
+	}
+	// Neighbours of the refused ranges, and the same text where "&#" is
+	// not a reference, stay accepted.
+	for _, ok := range []string{"<a>&#xD7FF;&#xE000;&#xFDCF;&#xFDF0;&#xFFFD;&#x10000;&#x10FFFD;</a>",
+		"<a><![CDATA[&#xD800;]]><!-- &#xD800; --></a>", "<a>\uFFFD</a>"} {
+		if _, err := Parse([]byte(envelope(ok)), Limits{}); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+}
+
+// mustRefuse parses in and returns its *Error, which must be of kind k.
+func mustRefuse(t *testing.T, in string, k Kind) *Error {
+	t.Helper()
+	_, err := Parse([]byte(in), Limits{})
+	var pe *Error
+	if !errors.As(err, &pe) {
+		t.Fatalf("want *Error, got %v", err)
+	}
+	if pe.Kind != k {
+		t.Fatalf("kind %v, want %v (%v)", pe.Kind, k, err)
+	}
+	return pe
+}
+
+// scannerRefuses checks that the scanner itself refuses in as malformed
+// (own) or leaves it to encoding/xml (!own), never accepting it.
+func scannerRefuses(t *testing.T, in string, own bool) {
+	t.Helper()
+	doc, kind := scanDOM([]byte(in), Limits{}.withDefaults())
+	want := KindMalformed
+	if !own {
+		want = kindDefer
+	}
+	if doc != nil || kind != want {
+		t.Errorf("scanDOM: tree %v, kind %v; want kind %v", doc != nil, kind, want)
+	}
+}

@@ -104,7 +104,10 @@ func (l Limits) withDefaults() Limits {
 
 // Parse checks and parses one message. It refuses, with an *Error:
 //   - empty input, input that is not well-formed XML, more than one root,
-//     text outside the root (KindMalformed);
+//     text outside the root (KindMalformed); stricter than encoding/xml,
+//     an attribute given twice in one tag and a character reference to a
+//     surrogate (&#xD800;) or a noncharacter (&#xFDD0;, &#xFFFE;, …) are
+//     not well-formed either;
 //   - any <!…> declaration — DOCTYPE, ENTITY, … (KindForbidden); the
 //     decoder never interprets a DTD, only the five predefined entities and
 //     character references are ever resolved, and the refusal happens as

@@ -586,8 +586,10 @@ func appendDecoded(dst, raw []byte, refs bool) ([]byte, bool) {
 // reference decodes the entity or character reference at the start of b
 // (b[0] == '&') and returns the character and the reference's length.
 // Like encoding/xml without a DTD: only lt, gt, amp, apos and quot; a
-// character reference must end with ';', be at most U+10FFFF and name an
-// XML character after Go's rune conversion (a surrogate becomes U+FFFD).
+// character reference must end with ';' and be at most U+10FFFF. Stricter
+// than encoding/xml, it must name a character charRefAllowed accepts
+// (encoding/xml turns a surrogate into U+FFFD; parseDOMStd refuses it with
+// checkCharRefs, so both parsers agree).
 func reference(b []byte) (rune, int, bool) {
 	if len(b) > 1 && b[1] == '#' {
 		i, base := 2, uint32(10)
@@ -606,14 +608,10 @@ func reference(b []byte) (rune, int, bool) {
 		if i == start || i >= len(b) || b[i] != ';' || n > utf8.MaxRune {
 			return 0, 0, false
 		}
-		r := rune(n)
-		if 0xD800 <= r && r <= 0xDFFF {
-			r = utf8.RuneError // string(rune(n)) in encoding/xml
-		}
-		if !isInCharacterRange(r) {
+		if !charRefAllowed(n) {
 			return 0, 0, false
 		}
-		return r, i + 1, true
+		return rune(n), i + 1, true
 	}
 	i := 1
 	for i < len(b) && nameClass[b[i]] != ncStop {
@@ -650,6 +648,22 @@ func digitValue(c byte, base uint32) int {
 		return int(c-'A') + 10
 	}
 	return -1
+}
+
+// charRefAllowed reports whether a character reference may name code
+// point n: an XML Char (so no surrogate: encoding/xml would silently turn
+// &#xD800; into U+FFFD, letting two different inputs carry one signed
+// text, and peers in other languages decode it differently) that is not a
+// Unicode noncharacter (U+FDD0–U+FDEF, and U+xFFFE/U+xFFFF of every
+// plane), which no genuine value of the protocol contains.
+func charRefAllowed(n uint32) bool {
+	if n > utf8.MaxRune || !isInCharacterRange(rune(n)) {
+		return false
+	}
+	if 0xFDD0 <= n && n <= 0xFDEF || n&0xFFFE == 0xFFFE {
+		return false
+	}
+	return true
 }
 
 // isInCharacterRange is XML 1.0's Char production, as encoding/xml has it.
@@ -772,6 +786,13 @@ func (x *scanner) attrs(n *xmlquery.Node) Kind {
 	for _, a := range pending {
 		if x.runes(a.value) > x.lim.MaxValueChars {
 			return KindTooLarge
+		}
+	}
+	for i := 1; i < len(pending); i++ { // at most MaxAttributes: a quadratic scan is cheap
+		for _, earlier := range pending[:i] {
+			if earlier.name == pending[i].name {
+				return KindMalformed // as parseDOMStd's duplicateAttr
+			}
 		}
 	}
 	n.Attr = make([]xmlquery.Attr, len(pending))

@@ -51,11 +51,10 @@ var scanCorpus = []string{
 	"<r>a\r\nb\rc\r\r\nd&#13;&#xD;\r&#10;</r>",
 	"<r a=\"x\r\ny\tz\nw\"/>",
 	"<r><![CDATA[a\r\nb\r]]></r>",
-	`<r>&lt;&gt;&amp;&apos;&quot;&#65;&#x41;&#x10FFFF;&#xD800;&#xDFFF;&#x0000041;&#00000065;&#9;</r>`,
+	`<r>&lt;&gt;&amp;&apos;&quot;&#65;&#x41;&#x10FFFD;&#xD7FF;&#xE000;&#xFDCF;&#xFDF0;&#xFFFD;&#x0000041;&#00000065;&#9;</r>`,
 	`<r a="&lt;&quot;&apos;&#x41;" b='"' c="'" d="]]>" e="" f=''/>`,
 	`<r a="1"b="2"/>`,
 	"<r a = \"1\"\n\tb\n=\n'2' ></r >",
-	`<r a="1" a="2"/>`,
 	`<_r.1-2><a_b.c-d/></_r.1-2>`,
 	`<r><!----><!-- - --><!--a-b--><![CDATA[]]><![CDATA[]]]><![CDATA[]]]]></r>`,
 	`<r><?pi?><?pi ?><?pi>?><?pi?x?><?xml-stylesheet href="a.xsl"?><?pi  a=1 a=2 b='x' =c d=?></r>`,
@@ -95,6 +94,15 @@ var scanCorpus = []string{
 	`<?xml version="1.0"?><?xml version="1.0"?><r/>`,
 	`<?xml version="1.1"?><r/>`, `<r><?xml version="2.0"?></r>`, `<?xml version=1.0?><r/>`,
 	`<?Xml?><r/>`,
+	// Duplicate attributes and references to surrogates or noncharacters,
+	// which encoding/xml lets through and parseDOMStd refuses.
+	`<r a="1" a="2"/>`, `<r a="1" b="2" a="1"/>`, `<r><e a='' a=""/></r>`,
+	`<r xmlns:p="urn:p" p:a="1" p:a="2"/>`, `<r xmlns:p="urn:x" xmlns:q="urn:x" p:a="1" q:a="2"/>`,
+	`<r xmlns:p="urn:p" xmlns:p="urn:q"/>`,
+	"<r>&#xD800;</r>", "<r>&#xDFFF;</r>", "<r>&#55296;</r>", "<r>&#xFDD0;</r>", "<r>&#xFDEF;</r>",
+	"<r>&#xFFFF;</r>", "<r>&#x1FFFE;</r>", "<r>&#x10FFFF;</r>", `<r a="&#xD800;"/>`, `<r a='&#xFDD0;'/>`,
+	`<r xmlns:p="urn:p"><p:a>&#xD800;</p:a></r>`, `<r><a x="&#xDFFF;" xmlns:p="urn:p"/></r>`,
+	"<r><![CDATA[&#xD800;]]><!-- &#xD800; --><?pi &#xD800;?></r>",
 
 	// Refused: encoding.
 	`<?xml version="1.0" encoding="GBK"?><r/>`,
@@ -366,10 +374,10 @@ func TestManyPseudoAttrsAreLinear(t *testing.T) {
 // scanFragments are the pieces TestScanRandomFragments strings together:
 // every construct, its broken variants, and the characters that matter.
 var scanFragments = []string{
-	"<r>", "</r>", "<a>", "</a>", "<b/>", "<a x='1'>", `<a x="&amp;" y='"'>`, "<a x=1>", "<a x>", "< a>", "</ a>", "</a >",
+	"<r>", "</r>", "<a>", "</a>", "<b/>", "<a x='1'>", `<a x="&amp;" y='"'>`, "<a x=1>", "<a x='1' x='2'>", "<a x>", "< a>", "</ a>", "</a >",
 	"<a\n>", "<1a>", "<_a.b-c>", "</_a.b-c>", "<p:a>", "<a xmlns='u'>", "<é/>",
 	"text", " ", "\n", "\t", "\r", "\r\n", "中文", "\u00a0", "\ufeff", "\uffff", "\ufffe", "\x01", "\x00", "\x7f",
-	"&lt;", "&gt;", "&amp;", "&apos;", "&quot;", "&#65;", "&#x4E2D;", "&#xD800;", "&#0;", "&#x110000;", "&nbsp;", "&", "&#", "&#x", ";", "&lt",
+	"&lt;", "&gt;", "&amp;", "&apos;", "&quot;", "&#65;", "&#x4E2D;", "&#xD800;", "&#xFDD0;", "&#0;", "&#x110000;", "&nbsp;", "&", "&#", "&#x", ";", "&lt",
 	"<![CDATA[", "]]>", "]", "]]", "<![CDATA[x]]>", "<![CDATA[]]>",
 	"<!--", "-->", "--", "-", "<!-- c -->", "<!---->",
 	"<?pi x='1'?>", "<?pi", "?>", "<?xml version='1.0'?>", `<?xml version="1.0" encoding="GBK"?>`, "<?xml version='1.1'?>", "<?XML?>",
@@ -402,7 +410,7 @@ func TestScanRandomFragments(t *testing.T) {
 
 // scanContent are well-formed pieces of element content.
 var scanContent = []string{
-	"text", " ", "\n  ", "\r\n", "中文，；", "&lt;&gt;&amp;&apos;&quot;", "&#65;&#x4E2D;&#xD800;&#13;", "]", "]]", "a]]&gt;",
+	"text", " ", "\n  ", "\r\n", "中文，；", "&lt;&gt;&amp;&apos;&quot;", "&#65;&#x4E2D;&#13;", "]", "]]", "a]]&gt;",
 	"<![CDATA[x]]>", "<![CDATA[]]>", "<![CDATA[ <a> & \r\n ]]]>", "<!-- c -->", "<!---->", "<?pi x='1' y?>", "<?pi?>",
 	"<e/>", `<e a="1" b='&amp;' c="'" d='"' e="a\tb\nc\r\nd"/>`, "<e\n/>", "<e></e >",
 }
