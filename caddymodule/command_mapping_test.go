@@ -268,7 +268,7 @@ func TestMappingDryRunJSON(t *testing.T) {
 	}
 	l := rep.Lineage[1]
 	if l.Source != "applicantInfo/mobile" || l.Target != "applicant.mobile" || l.Value != `"138****2345"` ||
-		l.Rule != "string, required, pii mobile" || l.Origin != "source" {
+		l.Rule != `string, required, pattern "1[3-9][0-9]{9}", pii mobile` || l.Origin != "source" {
 		t.Errorf("lineage[1] %+v", l)
 	}
 
