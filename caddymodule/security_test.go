@@ -404,3 +404,57 @@ func journalEntry(t *testing.T, uuid string) journalView {
 	t.Helper()
 	return journalEntries(t, uuid, 1)[0]
 }
+
+// TestCapturedMessageManipulations: edits of a genuine signed message that
+// keep its signature valid (V unchanged) but would change what the core
+// gets are refused, and the core is not called.
+func TestCapturedMessageManipulations(t *testing.T) {
+	fx := startCore(t)
+	tester := startSidecar(t, guardedConfig(t, fx))
+	cases := []struct {
+		name  string
+		edits []string // old, new pairs
+		want  string
+	}{
+		{"value split by a child element", []string{"<sumAmount>40000.00</sumAmount>", "<sumAmount>40000<x>.</x>00</sumAmount>"}, "policyInfo/sumAmount"},
+		{"name cut by a child element", []string{"<name>浙江宏达建设工程有限公司</name>", "<name>浙江<x>宏达建设工程</x>有限公司</name>"}, "applicantInfo/name"},
+		{"text moved into an unknown element", []string{"<sumAmount>40000.00</sumAmount>", "<sumAmount>4000</sumAmount><Extra>0.00</Extra>"}, ""},
+		{"field renamed", []string{"<ProjectType>", "<ProjectTyp>", "</ProjectType>", "</ProjectTyp>"}, "未知字段"},
+		{"loose text in a container", []string{"<sumAmount>40000.00</sumAmount>\n      <endorseText>", "<sumAmount>4000</sumAmount>0.00<endorseText>"}, ""},
+		{"duplicate attribute", []string{"<requestBody>", `<requestBody a="1" a="2">`}, "报文不是合法的XML"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			genuine := signed(t, sample(t, "insureRequest.xml"), testKey)
+			edited := []byte(strings.NewReplacer(tc.edits...).Replace(string(genuine)))
+			if bytes.Equal(edited, genuine) {
+				t.Fatal("the edit changed nothing")
+			}
+			if !sameV(genuine, edited) && tc.name != "duplicate attribute" {
+				t.Fatal("the edit changed V: the signature no longer verifies, so this is no manipulation")
+			}
+			before := fx.callCount()
+			reply, raw := post(t, tester, sidecarURL, edited)
+			assertRefused(t, reply, tc.want)
+			if fx.callCount() != before {
+				t.Fatal("the core was called")
+			}
+			if bytes.Contains(raw, []byte("ProjectTyp<")) || bytes.Contains(raw, []byte("Extra")) {
+				t.Errorf("the refusal repeats a sender-chosen name:\n%s", raw)
+			}
+		})
+	}
+}
+
+// sameV tells whether two messages have the same signed value.
+func sameV(a, b []byte) bool {
+	ea, err := protocol.Parse(a, protocol.Limits{})
+	if err != nil {
+		return false
+	}
+	eb, err := protocol.Parse(b, protocol.Limits{})
+	if err != nil {
+		return false
+	}
+	return bytes.Equal(ea.SignedValue(), eb.SignedValue())
+}
