@@ -88,7 +88,7 @@ var journalMigrations = []migration{{
 			error        TEXT        NOT NULL DEFAULT ''
 		)`,
 	}, journalIndexes...),
-}}
+}, policyLinksMigration}
 
 // NewJournal creates the journal table if missing.
 func NewJournal(ctx context.Context, db *DB) (*Journal, error) {
@@ -123,7 +123,9 @@ func (j *Journal) Append(ctx context.Context, entries []JournalEntry) error {
 	})
 }
 
-// Find returns the entries matching query, oldest first.
+// Find returns the entries matching query, oldest first. A policy or
+// proposal number also finds the exchanges of its linked number (see
+// PolicyLink).
 func (j *Journal) Find(ctx context.Context, query JournalQuery) ([]JournalEntry, error) {
 	var where []string
 	var args []any
@@ -132,7 +134,7 @@ func (j *Journal) Find(ctx context.Context, query JournalQuery) ([]JournalEntry,
 	} {
 		if c.val != "" {
 			args = append(args, c.val)
-			where = append(where, fmt.Sprintf("%s = $%d", c.col, len(args)))
+			where = append(where, linkedCondition(c.col, fmt.Sprintf("$%d", len(args))))
 		}
 	}
 	if len(where) == 0 {
@@ -181,10 +183,13 @@ func (j *Journal) PurgeBodies(ctx context.Context, before time.Time) (int64, err
 		dbNow(before))
 }
 
-// Purge deletes entries older than before.
+// Purge deletes entries older than before, and the links learnt then.
 func (j *Journal) Purge(ctx context.Context, before time.Time) (int64, error) {
 	q, err := j.db.Runner()
 	if err != nil {
+		return 0, err
+	}
+	if _, err := purgeLinks(ctx, q, before); err != nil {
 		return 0, err
 	}
 	return q.Exec(ctx, `DELETE FROM gongbao_journal WHERE at < $1`, dbNow(before))
