@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/delivery"
+	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
 )
 
@@ -227,5 +228,42 @@ func (c *Console) timelineOf(number string, entries []store.JournalEntry, callba
 		})
 	}
 	slices.SortStableFunc(v.Steps, func(a, b timelineStep) int { return a.At.Compare(b.At) })
+	v.Steps = c.withPayments(v.Steps)
 	return v
+}
+
+// paymentStep is the timeline's step for the premium being paid at the
+// core. The sidecar does not see the payment itself; the payment callback
+// reports when it happened (payTime).
+const paymentStep = "payment"
+
+// withPayments puts a payment step before each payment callback, at the
+// payTime the callback reports. It goes right before the callback, not
+// where its time sorts: payTime has whole seconds, and would sort a
+// payment made in the same second as the insure exchange before it.
+func (c *Console) withPayments(steps []timelineStep) []timelineStep {
+	out := make([]timelineStep, 0, len(steps)+1)
+	for _, s := range steps {
+		if s.Callback && s.Root == "queryPolicyRequest" && s.Delivery != nil {
+			if paid, ok := c.payTime(s.Delivery.Body); ok {
+				out = append(out, timelineStep{Anchor: s.Anchor + "-paid", At: paid, Root: paymentStep, Outcome: "paid"})
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// payTime reads the payment time out of a signed payment callback.
+func (c *Console) payTime(body []byte) (time.Time, bool) {
+	env, err := protocol.Parse(body, c.app.limits)
+	if err != nil {
+		return time.Time{}, false
+	}
+	text, ok := env.Text("payTime")
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.ParseInLocation("2006-01-02 15:04:05", text, shanghai)
+	return t, err == nil
 }

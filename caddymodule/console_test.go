@@ -16,11 +16,12 @@ import (
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
 )
 
-// lifecycleSteps are the roots of a policy's whole life, in the order the
-// timeline must show them.
+// lifecycleSteps are the nine steps of a policy's whole life, in the order
+// the timeline must show them: the payment at the core (reported by the
+// payment callback), the platform's five requests and our three callbacks.
 var lifecycleSteps = []string{
-	"insureRequest", "queryPolicyRequest", "correctRequest", "claimRequest",
-	"invoiceRequest", "queryInvoiceRequest", "surrendRequest", "querySurrendRequest",
+	"Insure", "Premium paid at the core", "Payment callback", "Correct", "Claim",
+	"Invoice", "Invoice callback", "Surrender", "Surrender callback",
 }
 
 // TestConsoleTimeline: after a whole lifecycle, searching the policy
@@ -67,7 +68,7 @@ func assertInOrder(t *testing.T, s string, items []string) {
 	t.Helper()
 	at := 0
 	for _, item := range items {
-		i := strings.Index(s[at:], "<code>"+item+"</code>")
+		i := strings.Index(s[at:], `<span class="name">`+item+" · ")
 		if i < 0 {
 			t.Fatalf("%s missing from the timeline, or out of order (after position %d)", item, at)
 		}

@@ -132,6 +132,7 @@ func hideIfAny(b []byte) []byte {
 // do, for people who know the business, not the element names.
 var messageLabels = map[string]string{
 	"insureRequest":       "Insure · 投保",
+	paymentStep:           "Premium paid at the core · 缴费",
 	"surrendRequest":      "Surrender · 退保",
 	"correctRequest":      "Correct · 批改",
 	"claimRequest":        "Claim · 理赔",
@@ -153,7 +154,7 @@ func messageLabel(root string) string {
 // bad at a glance.
 func stateClass(s string) string {
 	switch s {
-	case "ok", "replay", string(delivery.StateDelivered), string(delivery.OutcomeAccepted), string(store.StateCompleted), string(store.StateReleased):
+	case "ok", "replay", "paid", string(delivery.StateDelivered), string(delivery.OutcomeAccepted), string(store.StateCompleted), string(store.StateReleased):
 		return "good"
 	case string(delivery.StatePending), "in_progress", "":
 		return "wait"
