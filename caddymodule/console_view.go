@@ -29,12 +29,14 @@ type pageData struct {
 
 // consoleFuncs are the helpers the templates use.
 var consoleFuncs = template.FuncMap{
-	"duration":   humanDuration,
-	"time":       displayTime,
-	"timePtr":    func(t *time.Time) string { return displayTimePtr(t) },
-	"pathEscape": url.PathEscape,
-	"stateClass": stateClass,
-	"label":      messageLabel,
+	"duration": humanDuration,
+	"time":     displayTime,
+	// A payment time is reported in whole seconds: show no false precision.
+	"timeSeconds": func(t time.Time) string { return t.In(shanghai).Format("2006-01-02 15:04:05") },
+	"timePtr":     func(t *time.Time) string { return displayTimePtr(t) },
+	"pathEscape":  url.PathEscape,
+	"stateClass":  stateClass,
+	"label":       messageLabel,
 }
 
 // render writes a page. Templates are executed into a buffer first, so a
