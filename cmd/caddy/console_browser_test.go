@@ -85,7 +85,7 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	b := newBrowser(t, ctx, chromium)
 	consoleURL := fmt.Sprintf("http://127.0.0.1:%d/console", s.HTTPPort)
-	b.do(chromedp.Navigate(consoleURL+"/"))
+	b.do(chromedp.Navigate(consoleURL + "/"))
 	b.do(chromedp.WaitVisible(chromedp.CSS(`svg.chart`)))
 	b.screenshot("console-overview.png")
 	b.do(chromedp.SendKeys(chromedp.CSS(`input[name="q"]`), res.PolicyNo))
