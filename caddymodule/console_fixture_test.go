@@ -143,7 +143,32 @@ func newLifecycleFixture(t *testing.T) (*consoleFixture, *simulator.Result) {
 		t.Fatalf("the lifecycle did not complete: %v", err)
 	}
 	f.waitJournal(res.PolicyNo, 5)
+	f.waitDelivered(res.PolicyNo, 3)
 	return f, res
+}
+
+// waitDelivered polls until n callbacks of policyNo are recorded as
+// delivered: the platform may have answered a callback a moment before
+// the sidecar records its answer.
+func (f *consoleFixture) waitDelivered(policyNo string, n int) {
+	f.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		found, err := f.app.store.deliveries.engine.Find(context.Background(), delivery.FindOptions{OrderKey: policyNo})
+		delivered := 0
+		for _, d := range found {
+			if d.State == delivery.StateDelivered {
+				delivered++
+			}
+		}
+		if err == nil && delivered >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			f.t.Fatalf("%d callbacks of %s delivered after 10s (want %d): %v", delivered, policyNo, n, err)
+		}
+		<-time.After(20 * time.Millisecond)
+	}
 }
 
 // waitJournal polls until the journal has n exchanges of policyNo: the
