@@ -18,7 +18,8 @@ type journalEntryJSON struct {
 
 // findJournal: GET /gongbao/journal?request_uuid=…|policy_no=…|proposal_no=…
 // returns the platform exchanges that match and the callbacks that match
-// (by their requestUUID, or the policy number), each with every body and
+// (by their requestUUID, or the policy number; a proposal number stands for
+// the policy it became), each with every body and
 // attempt, oldest first: the evidence of what was exchanged when.
 func (a *App) findJournal(w http.ResponseWriter, r *http.Request) error {
 	if a.store == nil || a.Journal.Disabled {
@@ -48,9 +49,13 @@ func (a *App) findJournal(w http.ResponseWriter, r *http.Request) error {
 			RequestXML: string(e.RequestXML), CoreRequest: string(e.CoreRequest),
 			CoreReply: string(e.CoreReply), ReplyXML: string(e.ReplyXML)})
 	}
-	if query.RequestUUID != "" || query.PolicyNo != "" {
+	policy, err := a.linkedPolicy(r.Context(), query)
+	if err != nil {
+		return adminError(http.StatusServiceUnavailable, "reading the journal: %v", err)
+	}
+	if query.RequestUUID != "" || policy != "" {
 		callbacks, err := a.store.deliveries.engine.Find(r.Context(),
-			delivery.FindOptions{RequestUUID: query.RequestUUID, OrderKey: query.PolicyNo, Limit: query.Limit})
+			delivery.FindOptions{RequestUUID: query.RequestUUID, OrderKey: policy, Limit: query.Limit})
 		if err != nil {
 			return deliveryAdminError(err)
 		}

@@ -17,14 +17,17 @@ import (
 // adminClient talks to the running sidecar's admin API.
 type adminClient struct {
 	address string
+	json    bool
 }
 
 func (c *adminClient) register(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&c.address, "address", "localhost:2019", "the admin API's address")
+	cmd.PersistentFlags().BoolVar(&c.json, "json", false, "print the admin API's JSON (for machines) instead of text")
 }
 
-// do calls the admin API and pretty-prints its JSON answer to out.
-func (c *adminClient) do(out io.Writer, method, path string, body []byte) error {
+// do calls the admin API and prints its answer to out: as text through
+// view, or as indented JSON with --json.
+func (c *adminClient) do(out io.Writer, method, path string, body []byte, view textView) error {
 	base := c.address
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
@@ -48,6 +51,9 @@ func (c *adminClient) do(out io.Writer, method, path string, body []byte) error 
 	}
 	if resp.StatusCode != http.StatusOK {
 		return exitError{1, fmt.Errorf("%s %s: HTTP %d: %s", method, path, resp.StatusCode, bytes.TrimSpace(data))}
+	}
+	if !c.json {
+		return view(out, data)
 	}
 	var pretty bytes.Buffer
 	if json.Indent(&pretty, data, "", "  ") != nil {
@@ -80,26 +86,26 @@ func deliveriesCommand() *cobra.Command {
 		if after > 0 {
 			q.Set("after", strconv.FormatInt(after, 10))
 		}
-		return admin.do(cmd.OutOrStdout(), http.MethodGet, "/gongbao/deliveries?"+q.Encode(), nil)
+		return admin.do(cmd.OutOrStdout(), http.MethodGet, "/gongbao/deliveries?"+q.Encode(), nil, deliveryListText)
 	})
 
 	show := &cobra.Command{Use: "show <id>", Short: "Shows a delivery with every attempt", Args: cobra.ExactArgs(1)}
 	show.RunE = func(cmd *cobra.Command, args []string) error {
 		return run(func(cmd *cobra.Command) error {
-			return admin.do(cmd.OutOrStdout(), http.MethodGet, "/gongbao/deliveries/"+url.PathEscape(args[0]), nil)
+			return admin.do(cmd.OutOrStdout(), http.MethodGet, "/gongbao/deliveries/"+url.PathEscape(args[0]), nil, deliveryText)
 		})(cmd, args)
 	}
 
 	retry := &cobra.Command{Use: "retry <id>", Short: "Delivers a dead letter again (same requestUUID)", Args: cobra.ExactArgs(1)}
 	retry.RunE = func(cmd *cobra.Command, args []string) error {
 		return run(func(cmd *cobra.Command) error {
-			return admin.do(cmd.OutOrStdout(), http.MethodPost, "/gongbao/deliveries/"+url.PathEscape(args[0])+"/retry", []byte("{}"))
+			return admin.do(cmd.OutOrStdout(), http.MethodPost, "/gongbao/deliveries/"+url.PathEscape(args[0])+"/retry", []byte("{}"), deliveryText)
 		})(cmd, args)
 	}
 
 	stats := &cobra.Command{Use: "stats", Short: "Counts deliveries by state"}
 	stats.RunE = run(func(cmd *cobra.Command) error {
-		return admin.do(cmd.OutOrStdout(), http.MethodGet, "/gongbao/deliveries/stats", nil)
+		return admin.do(cmd.OutOrStdout(), http.MethodGet, "/gongbao/deliveries/stats", nil, deliveryStatsText)
 	})
 	cmd.AddCommand(list, show, retry, stats)
 	return cmd
@@ -128,7 +134,7 @@ func journalCommand() *cobra.Command {
 		if len(q) == 1 {
 			return exitError{1, fmt.Errorf("give --request-uuid, --policy or --proposal")}
 		}
-		return admin.do(cmd.OutOrStdout(), http.MethodGet, "/gongbao/journal?"+q.Encode(), nil)
+		return admin.do(cmd.OutOrStdout(), http.MethodGet, "/gongbao/journal?"+q.Encode(), nil, journalText)
 	})
 	return cmd
 }

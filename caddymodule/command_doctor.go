@@ -97,7 +97,8 @@ func (o *doctorOptions) loadConfig() ([]byte, error) {
 		return raw, nil
 	}
 	var buf strings.Builder
-	if err := o.admin.do(&buf, http.MethodGet, "/config/", nil); err != nil {
+	raw := func(out io.Writer, data []byte) error { _, err := out.Write(data); return err }
+	if err := o.admin.do(&buf, http.MethodGet, "/config/", nil, raw); err != nil {
 		return nil, fmt.Errorf("reading the running config (or give --config): %w", err)
 	}
 	return []byte(buf.String()), nil

@@ -49,6 +49,7 @@ type journalWriter struct {
 	journal *store.Journal
 	log     *zap.Logger
 	queue   chan store.JournalEntry
+	links   chan store.PolicyLink // see journal_links.go
 	stop    chan struct{}
 	done    chan struct{}
 	once    sync.Once
@@ -64,7 +65,7 @@ const (
 
 func newJournalWriter(j *store.Journal, log *zap.Logger) *journalWriter {
 	w := &journalWriter{journal: j, log: log, queue: make(chan store.JournalEntry, journalQueueSize),
-		stop: make(chan struct{}), done: make(chan struct{})}
+		links: make(chan store.PolicyLink, linkQueueSize), stop: make(chan struct{}), done: make(chan struct{})}
 	go w.run()
 	return w
 }
@@ -95,8 +96,11 @@ func (w *journalWriter) run() {
 			batch = append(batch[:0], e)
 			batch = w.fill(batch)
 			w.write(batch)
+		case l := <-w.links:
+			w.writeLinks(l)
 		case <-w.stop:
 			w.drain(batch)
+			w.drainLinks()
 			return
 		}
 	}

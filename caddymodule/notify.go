@@ -179,6 +179,9 @@ func (h *NotifyHandler) accept(r *http.Request, event string) (delivery.Delivery
 	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
 		return d, false, &notifyError{status: http.StatusServiceUnavailable, reason: "store_unavailable", message: "the event was not stored; retry later", cause: err}
 	}
+	if err == nil {
+		h.app.notePolicyLink(elements, orderKey)
+	}
 	return d, created, err
 }
 

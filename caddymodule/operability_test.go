@@ -48,19 +48,21 @@ func TestJournal(t *testing.T) {
 		CoreReply   string `json:"core_reply"`
 		ReplyXML    string `json:"reply_xml"`
 	}
-	find := func(query string) []entry {
+	// findN polls until at least n exchanges match: the journal and the
+	// proposal→policy link are written in the background.
+	findN := func(query string, n int) []entry {
 		var out struct {
 			Exchanges []entry `json:"exchanges"`
 		}
-		// The journal is written in the background: poll briefly.
 		for range 200 {
 			adminJSON(t, http.MethodGet, "/gongbao/journal?"+query, "", http.StatusOK, &out)
-			if len(out.Exchanges) > 0 {
+			if len(out.Exchanges) >= n {
 				break
 			}
 		}
 		return out.Exchanges
 	}
+	find := func(query string) []entry { return findN(query, 1) }
 	uuid := between(string(insure), "<requestUUID>", "</requestUUID>")
 	got := find("request_uuid=" + uuid)
 	if len(got) != 1 {
@@ -72,13 +74,15 @@ func TestJournal(t *testing.T) {
 		!strings.Contains(e.CoreRequest, `"sumPremium":20.00`) || !strings.Contains(e.CoreReply, proposalNo) {
 		t.Errorf("journal entry lacks the exchange: %+v", e)
 	}
-	if got := find("proposal_no=" + proposalNo); len(got) != 1 || got[0].RequestUUID != uuid {
+	// The payment callback links the proposal to its policy: either number
+	// finds the insure exchange and the claim. A request whose signature
+	// fails is journalled (by its requestUUID), but nothing it claims, such
+	// as a policy number, is believed.
+	if got := findN("proposal_no="+proposalNo, 2); len(got) != 2 || got[0].RequestUUID != uuid || got[1].RequestXML != string(claim) {
 		t.Errorf("by proposal number: %+v", got)
 	}
-	// A request whose signature fails is journalled (by its requestUUID),
-	// but nothing it claims, such as a policy number, is believed.
-	byPolicy := find("policy_no=" + policyNo)
-	if len(byPolicy) != 1 || byPolicy[0].Outcome != "ok" || byPolicy[0].RequestXML != string(claim) {
+	byPolicy := findN("policy_no="+policyNo, 2)
+	if len(byPolicy) != 2 || byPolicy[0].RequestUUID != uuid || byPolicy[1].Outcome != "ok" || byPolicy[1].RequestXML != string(claim) {
 		t.Errorf("by policy number: %+v", byPolicy)
 	}
 	badUUID := between(string(badSign), "<requestUUID>", "</requestUUID>")

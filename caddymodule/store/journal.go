@@ -93,8 +93,8 @@ var journalMigrations = []migration{{
 			error        TEXT        NOT NULL DEFAULT ''
 		)`,
 	}, journalIndexes...),
-}, {
-	id:       "journal-0002-replay-of",
+}, policyLinksMigration, {
+	id:       "journal-0003-replay-of",
 	sqlite:   []string{`ALTER TABLE gongbao_journal ADD COLUMN replay_of TEXT NOT NULL DEFAULT ''`},
 	postgres: []string{`ALTER TABLE gongbao_journal ADD COLUMN IF NOT EXISTS replay_of TEXT NOT NULL DEFAULT ''`},
 }}
@@ -132,7 +132,9 @@ func (j *Journal) Append(ctx context.Context, entries []JournalEntry) error {
 	})
 }
 
-// Find returns the entries matching query, oldest first.
+// Find returns the entries matching query, oldest first. A policy or
+// proposal number also finds the exchanges of its linked number (see
+// PolicyLink).
 func (j *Journal) Find(ctx context.Context, query JournalQuery) ([]JournalEntry, error) {
 	var where []string
 	var args []any
@@ -141,7 +143,7 @@ func (j *Journal) Find(ctx context.Context, query JournalQuery) ([]JournalEntry,
 	} {
 		if c.val != "" {
 			args = append(args, c.val)
-			where = append(where, fmt.Sprintf("%s = $%d", c.col, len(args)))
+			where = append(where, linkedCondition(c.col, fmt.Sprintf("$%d", len(args))))
 		}
 	}
 	if len(where) == 0 {
@@ -190,10 +192,13 @@ func (j *Journal) PurgeBodies(ctx context.Context, before time.Time) (int64, err
 		dbNow(before))
 }
 
-// Purge deletes entries older than before.
+// Purge deletes entries older than before, and the links learnt then.
 func (j *Journal) Purge(ctx context.Context, before time.Time) (int64, error) {
 	q, err := j.db.Runner()
 	if err != nil {
+		return 0, err
+	}
+	if _, err := purgeLinks(ctx, q, before); err != nil {
 		return 0, err
 	}
 	return q.Exec(ctx, `DELETE FROM gongbao_journal WHERE at < $1`, dbNow(before))
