@@ -153,6 +153,11 @@ func (h *Handler) failureReply(x *exchange, err error) []byte {
 	f := classify(err)
 	x.outcome = f.outcome
 	x.errText = err.Error()
+	if el := unknownElement(err); el != "" {
+		// The sender's element name is for operators (log, journal), never
+		// for the signed reply.
+		x.errText += ": element " + el
+	}
 	h.logFailure(x, f, err)
 	body := []protocol.Element{
 		{Name: "resultFlag", Text: "false"},
@@ -211,7 +216,24 @@ func (h *Handler) logFailure(x *exchange, f failure, err error) {
 	if !errors.As(err, &fe) {
 		fields = append(fields, zap.String("error", err.Error()))
 	}
+	if el := unknownElement(err); el != "" {
+		fields = append(fields, zap.String("element", el))
+	}
 	ce.Write(fields...)
+}
+
+// unknownElement is the name of an element the mapping does not declare,
+// clipped, when err refuses one.
+func unknownElement(err error) string {
+	var fe *mapping.FieldError
+	if !errors.As(err, &fe) || fe.Element == "" {
+		return ""
+	}
+	const max = 64
+	if r := []rune(fe.Element); len(r) > max {
+		return string(r[:max]) + "…"
+	}
+	return fe.Element
 }
 
 func (h *Handler) exchangeFields(x *exchange, outcome string) []zap.Field {

@@ -383,6 +383,7 @@ type journalView struct {
 	RequestXML  string `json:"request_xml"`
 	CoreRequest string `json:"core_request"`
 	CoreReply   string `json:"core_reply"`
+	Error       string `json:"error"`
 }
 
 // journalEntries waits for n journal entries of a requestUUID (the
@@ -441,6 +442,13 @@ func TestCapturedMessageManipulations(t *testing.T) {
 			}
 			if bytes.Contains(raw, []byte("ProjectTyp<")) || bytes.Contains(raw, []byte("Extra")) {
 				t.Errorf("the refusal repeats a sender-chosen name:\n%s", raw)
+			}
+			if tc.name == "field renamed" {
+				// Operators still learn which element it was.
+				uuid := between(string(edited), "<requestUUID>", "</requestUUID>")
+				if e := journalEntry(t, uuid); !strings.Contains(e.Error, "element ProjectTyp") {
+					t.Errorf("the journal does not name the unknown element: %q", e.Error)
+				}
 			}
 		})
 	}
