@@ -100,17 +100,20 @@ type deliveryShown struct {
 // waitDelivery polls the admin API until cond holds (bounded).
 func waitDelivery(t *testing.T, id any, what string, cond func(d deliveryShown) bool) deliveryShown {
 	t.Helper()
-	end := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(30 * time.Second)
 	for {
 		var d deliveryShown
 		adminJSON(t, http.MethodGet, fmt.Sprintf("/gongbao/deliveries/%v", id), "", http.StatusOK, &d)
 		if cond(d) {
 			return d
 		}
-		if time.Now().After(end) {
+		select {
+		case <-tick.C:
+		case <-deadline:
 			t.Fatalf("delivery %v: timed out waiting for %s: %+v", id, what, d)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
