@@ -49,6 +49,10 @@ type Idempotency struct {
 	// 2 ms and doubles. Default 50 ms.
 	MaxPoll time.Duration
 
+	// DatabaseClock makes leases run on the database's clock on
+	// PostgreSQL (see leaseNow). SQLite always uses the caller's time.
+	DatabaseClock bool
+
 	db *DB
 }
 
@@ -293,6 +297,9 @@ func (s *Idempotency) BeginUnique(ctx context.Context, scope, key, fingerprint s
 	token := rand.Text()
 	q, err := s.db.Writer()
 	if err != nil {
+		return 0, Record{}, "", fmt.Errorf("idempotency begin: %w", err)
+	}
+	if now, err = s.leaseNow(ctx, q, now); err != nil {
 		return 0, Record{}, "", fmt.Errorf("idempotency begin: %w", err)
 	}
 	// A record deleted by Purge between the steps below sends us round
@@ -541,13 +548,17 @@ func (s *Idempotency) Wait(ctx context.Context, scope, key string, until time.Ti
 		maxPoll = 50 * time.Millisecond
 	}
 	pause := 2 * time.Millisecond
+	skew, err := s.leaseSkew(ctx, clock())
+	if err != nil {
+		return Record{}, fmt.Errorf("idempotency wait: %w", err)
+	}
 	for {
 		rec, err := s.Get(ctx, scope, key)
 		if err != nil {
 			return Record{}, err
 		}
 		now := clock()
-		if rec.State != StateInProgress || leaseExpired(rec, now) || !now.Before(until) {
+		if rec.State != StateInProgress || leaseExpired(rec, now.Add(skew)) || !now.Before(until) {
 			return rec, nil
 		}
 		// Sleep at most until the deadline on the real clock; with an
@@ -621,6 +632,11 @@ func (s *Idempotency) Resolve(ctx context.Context, scope, key string, res Resolu
 		return Record{}, fmt.Errorf("idempotency resolve: cannot resolve to state %q (want completed or released)", res.State)
 	}
 	now = dbNow(now)
+	if q, err := s.db.Runner(); err != nil {
+		return Record{}, fmt.Errorf("idempotency resolve: %w", err)
+	} else if now, err = s.leaseNow(ctx, q, now); err != nil {
+		return Record{}, fmt.Errorf("idempotency resolve: %w", err)
+	}
 	var rec Record
 	err := s.db.InTx(ctx, func(tx Runner) error {
 		cur, err := scanRecord(tx.QueryRow(ctx, sqlGet+s.db.forUpdate(), scope, key))
@@ -654,6 +670,9 @@ func (s *Idempotency) Resolve(ctx context.Context, scope, key string, res Resolu
 func (s *Idempotency) ExpireLeases(ctx context.Context, now time.Time) (int64, error) {
 	q, err := s.db.Runner()
 	if err != nil {
+		return 0, fmt.Errorf("idempotency expire leases: %w", err)
+	}
+	if now, err = s.leaseNow(ctx, q, now); err != nil {
 		return 0, fmt.Errorf("idempotency expire leases: %w", err)
 	}
 	n, err := q.Exec(ctx, sqlExpireAll, dbNow(now), noteLeaseExpired)
