@@ -62,6 +62,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"sync"
 	"time"
 
@@ -142,6 +143,7 @@ type Attempt struct {
 	HTTPStatus     int            `json:"http_status,omitempty"` // 0: no response
 	RequestSHA256  string         `json:"request_sha256"`        // hex SHA-256 of the bytes sent: the stored body
 	URL            string         `json:"url"`                   // where this attempt was posted
+	Instance       string         `json:"instance,omitempty"`    // the instance that made it (Config.Instance)
 	Outcome        Outcome        `json:"outcome"`
 	ReplySignature ReplySignature `json:"reply_signature,omitempty"` // verified, unsigned, mismatch; "" when the reply was not read
 	Reply          []byte         `json:"reply,omitempty"`           // the reply as received, at most 64 KiB kept
@@ -156,7 +158,16 @@ const (
 	OutcomeAccepted Outcome = "accepted" // resultFlag=true
 	OutcomeRefused  Outcome = "refused"  // resultFlag=false: retried, or a dead letter under RefusalDeadLetter
 	OutcomeFailed   Outcome = "failed"   // anything else: retried
+	// OutcomeRunning: recorded before sending, not ended yet. Only an
+	// attempt in flight shows it: one whose instance died is ended as
+	// failed (NoteInstanceDied) when its job runs again.
+	OutcomeRunning Outcome = "running"
 )
+
+// NoteInstanceDied is the error of an attempt whose instance stopped
+// (crash, kill -9, lost store) after recording it as started: it may
+// have reached the platform, whose reply nobody read.
+const NoteInstanceDied = "instance died during the attempt"
 
 // ListOptions selects deliveries for List.
 type ListOptions struct {
@@ -200,6 +211,15 @@ type Config struct {
 	OnAttempt func(Attempt)
 	// AttemptTimeout bounds one POST, reply included. Default 30 s.
 	AttemptTimeout time.Duration
+	// StopGrace is how long GracefulStop lets attempts in flight finish
+	// before cancelling them (a cancelled attempt is retried later, with
+	// the same requestUUID: a duplicate at the platform). It must not be
+	// shorter than AttemptTimeout, so that no attempt is cut short by a
+	// rolling restart. Default AttemptTimeout.
+	StopGrace time.Duration
+	// Instance names this process on every attempt it makes (several
+	// instances may share the store). Default: the host name.
+	Instance string
 	// RescueAfter is how long an attempt may look running before it is
 	// taken for the attempt of a crashed process and retried. It must
 	// exceed AttemptTimeout + 10 s. Default: AttemptTimeout + 70 s.
@@ -317,6 +337,15 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Deadline <= 0 {
 		c.Deadline = DefaultDeadline
 	}
+	if c.StopGrace <= 0 {
+		c.StopGrace = c.AttemptTimeout
+	}
+	if c.StopGrace < c.AttemptTimeout {
+		return c, fmt.Errorf("%w: stop grace %s is shorter than the attempt timeout %s", ErrInvalid, c.StopGrace, c.AttemptTimeout)
+	}
+	if c.Instance == "" {
+		c.Instance, _ = os.Hostname()
+	}
 	if c.RescueAfter <= 0 {
 		c.RescueAfter = c.jobTimeout() + defaultRescueMargin
 	}
@@ -387,6 +416,15 @@ func (e *Engine) Stop(ctx context.Context) error {
 		t.CloseIdleConnections()
 	}
 	return nil
+}
+
+// GracefulStop is Stop bounded by StopGrace plus the time to record the
+// last attempts: attempts in flight finish (AttemptTimeout bounds each)
+// instead of being cut short and sent again by another instance.
+func (e *Engine) GracefulStop() error {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.StopGrace+recordMargin)
+	defer cancel()
+	return e.Stop(ctx)
 }
 
 func (n *NewDelivery) validate() error {

@@ -103,7 +103,7 @@ func (e *Engine) Get(ctx context.Context, id int64) (Delivery, error) {
 		return Delivery{}, fmt.Errorf("delivery: get %d: %w", id, err)
 	}
 	rows, err := e.q.pool().Query(ctx, `SELECT n, started_at, duration_us, http_status, request_sha256,
-			outcome, reply, error, url, reply_signature
+			outcome, reply, error, url, reply_signature, instance, ended
 		FROM gongbao_delivery_attempts WHERE delivery_id = $1 ORDER BY n`, id)
 	if err != nil {
 		return Delivery{}, fmt.Errorf("delivery: get %d: %w", id, err)
@@ -116,13 +116,17 @@ func (e *Engine) Get(ctx context.Context, id int64) (Delivery, error) {
 			us      int64
 			outcome string
 			sig     string
+			ended   int
 		)
 		if err := rows.Scan(&a.N, &started, &us, &a.HTTPStatus, &a.RequestSHA256, &outcome, &a.Reply, &a.Error,
-			&a.URL, &sig); err != nil {
+			&a.URL, &sig, &a.Instance, &ended); err != nil {
 			return Delivery{}, fmt.Errorf("delivery: get %d: %w", id, err)
 		}
 		a.StartedAt, a.Duration, a.Outcome = started.T, time.Duration(us)*time.Microsecond, Outcome(outcome)
 		a.ReplySignature = ReplySignature(sig)
+		if ended == 0 {
+			a.Outcome = OutcomeRunning // in flight, or its instance died and the job awaits rescue
+		}
 		d.Attempts = append(d.Attempts, a)
 	}
 	if err := rows.Err(); err != nil {

@@ -80,6 +80,8 @@ var sqliteDialect = dialect{
 			error          TEXT    NOT NULL DEFAULT '',
 			url            TEXT    NOT NULL DEFAULT '',
 			reply_signature TEXT   NOT NULL DEFAULT '',
+			instance       TEXT    NOT NULL DEFAULT '',
+			ended          INTEGER NOT NULL DEFAULT 1,
 			PRIMARY KEY (delivery_id, n)
 		)`,
 	}, deliveryLookupIndexes),
@@ -123,6 +125,8 @@ var postgresDialect = dialect{
 			error          TEXT        NOT NULL DEFAULT '',
 			url            TEXT        NOT NULL DEFAULT '',
 			reply_signature TEXT       NOT NULL DEFAULT '',
+			instance       TEXT        NOT NULL DEFAULT '',
+			ended          INTEGER     NOT NULL DEFAULT 1,
 			PRIMARY KEY (delivery_id, n)
 		)`,
 	}, deliveryLookupIndexes),
@@ -139,6 +143,12 @@ var addedColumns = []addedColumn{
 	{"gongbao_delivery_attempts", "url", "TEXT NOT NULL DEFAULT ''"},
 	// What the reply's sign was worth: verified, unsigned or mismatch.
 	{"gongbao_delivery_attempts", "reply_signature", "TEXT NOT NULL DEFAULT ''"},
+	// The instance (Config.Instance) that made the attempt.
+	{"gongbao_delivery_attempts", "instance", "TEXT NOT NULL DEFAULT ''"},
+	// 0 while the attempt runs: an attempt is recorded before it is sent
+	// and ended after. One still 0 when its job runs again belongs to an
+	// instance that died during it. Attempts stored before are ended.
+	{"gongbao_delivery_attempts", "ended", "INTEGER NOT NULL DEFAULT 1"},
 }
 
 // columnExists asks the catalogue of either backend whether a column exists.

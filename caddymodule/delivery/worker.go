@@ -52,6 +52,12 @@ func (e *Engine) work(ctx context.Context, job *river.Job[deliveryArgs]) error {
 	if d.State != StatePending || d.JobID != job.ID {
 		return nil // delivered, dead, or this job was replaced by an operator retry
 	}
+	if job.Attempt > 1 {
+		// A job run again may be one River rescued from a dead instance.
+		if err := e.endInterrupted(ctx, d); err != nil {
+			return err
+		}
+	}
 	if d.OrderKey != "" {
 		blocked, err := e.waitingForEarlier(ctx, d)
 		if err != nil {
@@ -66,7 +72,16 @@ func (e *Engine) work(ctx context.Context, job *river.Job[deliveryArgs]) error {
 	}
 
 	pol := e.policy()
-	a := e.attempt(ctx, d, pol)
+	a := e.newAttempt(d, pol)
+	// Recorded as started before it is sent: if this instance dies during
+	// it, the attempt stays on the delivery (see endInterrupted).
+	if err := e.begin(ctx, d, job.ID, &a); err != nil {
+		if errors.Is(err, store.ErrNoRows) {
+			return nil // changed under us; the row is the truth
+		}
+		return err // nothing was sent
+	}
+	e.send(ctx, d, pol, &a)
 	if ctx.Err() != nil && a.Outcome == OutcomeFailed {
 		// The engine is stopping (or River's job timeout struck). Record
 		// the attempt, since it may have reached the platform, but not as
@@ -136,11 +151,18 @@ func (e *Engine) waitingForEarlier(ctx context.Context, d *Delivery) (bool, erro
 	return err == nil, err
 }
 
-// attempt POSTs the stored body once, to the address the policy gives
-// now, and judges the reply under the policy.
-func (e *Engine) attempt(ctx context.Context, d *Delivery, pol *Policy) Attempt {
+// newAttempt is the next attempt of d, to the address the policy gives
+// now, by this instance.
+func (e *Engine) newAttempt(d *Delivery, pol *Policy) Attempt {
 	sum := sha256.Sum256(d.Body)
-	a := Attempt{StartedAt: store.DBNow(e.clock.Now()), RequestSHA256: hex.EncodeToString(sum[:]), URL: pol.urlFor(d)}
+	return Attempt{
+		StartedAt: store.DBNow(e.clock.Now()), RequestSHA256: hex.EncodeToString(sum[:]),
+		URL: pol.urlFor(d), Instance: e.cfg.Instance, Outcome: OutcomeRunning,
+	}
+}
+
+// send POSTs the stored body once and judges the reply under the policy.
+func (e *Engine) send(ctx context.Context, d *Delivery, pol *Policy, a *Attempt) {
 	start := time.Now()
 	status, reply, err := e.post(ctx, a.URL, d.Body)
 	a.Duration = time.Since(start)
@@ -152,11 +174,10 @@ func (e *Engine) attempt(ctx context.Context, d *Delivery, pol *Policy) Attempt 
 	}
 	if err != nil {
 		a.Outcome, a.Error = OutcomeFailed, err.Error()
-		return a
+		return
 	}
 	v := judgeReply(status, reply, d.ReplyRoot, pol, e.cfg.ReplyLimits)
 	a.Outcome, a.Error, a.ReplySignature = v.outcome, v.err, v.signature
-	return a
 }
 
 // post sends the body and returns the status and the reply (at most
@@ -217,12 +238,34 @@ func clip(s string) string {
 
 func utf8Start(b byte) bool { return b&0xC0 != 0x80 }
 
-// record stores the attempt and the delivery's new state in one
-// transaction. final makes a failed or refused attempt a dead letter.
-// firstMismatch reports that this is the delivery's first reply whose sign
-// did not verify (so it is warned about once per delivery, not once per
-// attempt). store.ErrNoRows: the delivery is no longer pending under this
+// begin records an attempt as started, before it is sent: the delivery
+// counts it (a.N) and the attempt row holds its URL, time and instance,
+// not ended. store.ErrNoRows: the delivery is no longer pending under this
 // job (nothing written).
+func (e *Engine) begin(ctx context.Context, d *Delivery, jobID int64, a *Attempt) error {
+	return e.q.inTx(ctx, func(tx queueTx) error {
+		err := tx.QueryRow(ctx, `UPDATE gongbao_deliveries SET
+				attempt_count = attempt_count + 1, last_attempt_at = $1
+			WHERE id = $2 AND state = 'pending' AND job_id = $3
+			RETURNING attempt_count`, a.StartedAt, d.ID, jobID).Scan(&a.N)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `INSERT INTO gongbao_delivery_attempts
+			(delivery_id, n, job_id, started_at, duration_us, request_sha256, outcome, url, instance, ended)
+			VALUES ($1, $2, $3, $4, 0, $5, 'failed', $6, $7, 0)`,
+			d.ID, a.N, jobID, a.StartedAt, a.RequestSHA256, a.URL, a.Instance)
+		return err
+	})
+}
+
+// record ends the attempt begin started and stores the delivery's new
+// state, in one transaction. final makes a failed or refused attempt a
+// dead letter. firstMismatch reports that this is the delivery's first
+// reply whose sign did not verify (so it is warned about once per
+// delivery, not once per attempt). store.ErrNoRows: the delivery is no
+// longer pending under this job, or the attempt was ended meanwhile as
+// one of a dead instance (nothing written).
 func (e *Engine) record(ctx context.Context, d *Delivery, jobID int64, a *Attempt, final bool) (firstMismatch bool, err error) {
 	now := store.DBNow(e.clock.Now())
 	state := StatePending
@@ -236,30 +279,80 @@ func (e *Engine) record(ctx context.Context, d *Delivery, jobID int64, a *Attemp
 	err = e.q.inTx(ctx, func(tx queueTx) error {
 		var n int
 		err := tx.QueryRow(ctx, `UPDATE gongbao_deliveries SET
-				attempt_count = attempt_count + 1, last_attempt_at = $1, last_error = $2,
-				state = $3, delivered_at = $4, dead_at = $5
-			WHERE id = $6 AND state = 'pending' AND job_id = $7
+				last_error = $1, state = $2, delivered_at = $3, dead_at = $4
+			WHERE id = $5 AND state = 'pending' AND job_id = $6
 			RETURNING attempt_count`,
-			a.StartedAt, a.Error, string(state), deliveredAt, deadAt, d.ID, jobID).Scan(&n)
+			a.Error, string(state), deliveredAt, deadAt, d.ID, jobID).Scan(&n)
 		if err != nil {
 			return err
 		}
-		a.N = n
 		if a.ReplySignature == SignatureMismatch {
 			if firstMismatch, err = noMismatchYet(ctx, tx, d.ID); err != nil {
 				return err
 			}
 		}
-		_, err = tx.Exec(ctx, `INSERT INTO gongbao_delivery_attempts
-			(delivery_id, n, job_id, started_at, duration_us, http_status, request_sha256, outcome, reply, error,
-			 url, reply_signature)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-			d.ID, n, jobID, a.StartedAt, a.Duration.Microseconds(), a.HTTPStatus,
-			a.RequestSHA256, string(a.Outcome), store.NullBytes(a.Reply), a.Error,
-			a.URL, string(a.ReplySignature))
+		ended, err := tx.Exec(ctx, `UPDATE gongbao_delivery_attempts SET
+				duration_us = $1, http_status = $2, outcome = $3, reply = $4, error = $5,
+				reply_signature = $6, ended = 1
+			WHERE delivery_id = $7 AND n = $8 AND ended = 0`,
+			a.Duration.Microseconds(), a.HTTPStatus, string(a.Outcome), store.NullBytes(a.Reply), a.Error,
+			string(a.ReplySignature), d.ID, a.N)
+		if err == nil && ended == 0 {
+			err = store.ErrNoRows
+		}
 		return err
 	})
 	return firstMismatch, err
+}
+
+// endInterrupted ends the attempts of d still recorded as running when its
+// job runs again: their instance died during them (River rescued the job
+// after RescueAfter). Each is kept as a failed attempt that may have
+// reached the platform, and the rescue is logged.
+func (e *Engine) endInterrupted(ctx context.Context, d *Delivery) error {
+	type dead struct {
+		n        int
+		instance string
+		started  store.Time
+	}
+	var found []dead
+	err := e.q.inTx(ctx, func(tx queueTx) error {
+		found = found[:0]
+		rows, err := tx.Query(ctx, `SELECT n, instance, started_at FROM gongbao_delivery_attempts
+			WHERE delivery_id = $1 AND ended = 0 ORDER BY n`, d.ID)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			var x dead
+			if err := rows.Scan(&x.n, &x.instance, &x.started); err != nil {
+				rows.Close()
+				return err
+			}
+			found = append(found, x)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil || len(found) == 0 {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE gongbao_delivery_attempts SET outcome = 'failed', error = $1, ended = 1
+			WHERE delivery_id = $2 AND ended = 0`, NoteInstanceDied, d.ID); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE gongbao_deliveries SET last_error = $1 WHERE id = $2 AND state = 'pending'`,
+			NoteInstanceDied, d.ID)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	for _, x := range found {
+		e.log.Warn("rescued a callback whose instance died during an attempt; it will be sent again with the same requestUUID",
+			slog.Int64("delivery_id", d.ID), slog.String("event", d.Event), slog.String("request_uuid", d.RequestUUID),
+			slog.Int("attempt", x.n), slog.String("dead_instance", x.instance), slog.Time("attempt_started_at", x.started.T),
+			slog.String("instance", e.cfg.Instance))
+	}
+	return nil
 }
 
 // noMismatchYet reports whether no earlier attempt of the delivery got a
