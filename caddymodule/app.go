@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"strings"
 	"time"
 
@@ -82,6 +83,12 @@ type App struct {
 	// insuranceCode in every callback. Placeholders allowed.
 	InsuranceCode string `json:"insurance_code,omitempty"`
 
+	// InstanceName names this sidecar on the journal entries it writes and
+	// the callback attempts it makes, which matters when several instances
+	// share one PostgreSQL store. Default: the host name and Caddy's
+	// instance id ("host/uuid"). Placeholders allowed.
+	InstanceName string `json:"instance_name,omitempty"`
+
 	// Callbacks sets where and how callbacks are delivered.
 	Callbacks *CallbackConfig `json:"callbacks,omitempty"`
 
@@ -97,6 +104,7 @@ type App struct {
 	storeKey   string
 	idem       *store.Idempotency // nil when idempotency is off
 	insurance  string
+	instance   string
 	callbackTo map[string]string // event name → callback URL
 	maskers    map[string]masker // request root → personal data masks
 	ctx        caddy.Context
@@ -177,6 +185,7 @@ func (a *App) provisionStore(ctx caddy.Context, repl *caddy.Replacer) error {
 		a.maskers[root] = newMasker(m)
 	}
 	a.insurance = repl.ReplaceKnown(a.InsuranceCode, "")
+	a.instance = instanceName(repl.ReplaceKnown(a.InstanceName, ""))
 	a.callbackTo = make(map[string]string, len(a.mappings.Outbound))
 	for event, m := range a.mappings.Outbound {
 		a.callbackTo[event] = a.Callbacks.callbackURL(m, repl)
@@ -187,7 +196,7 @@ func (a *App) provisionStore(ctx caddy.Context, repl *caddy.Replacer) error {
 	if a.Store == nil {
 		a.Store = new(StoreConfig)
 	}
-	handle, key, err := openStore(ctx, a.Store.resolve(repl), a.Callbacks)
+	handle, key, err := openStore(ctx, a.Store.resolve(repl), a.Callbacks, a.instance)
 	if err != nil {
 		return err
 	}
@@ -376,6 +385,23 @@ func (a *App) outbound(event string) (*mapping.Outbound, bool) {
 func (a *App) inbound(root string) (*mapping.Inbound, bool) {
 	m, ok := a.mappings.Inbound[root]
 	return m, ok
+}
+
+// instanceName is the configured instance name, or by default the host
+// name and Caddy's instance id (kept in Caddy's data directory, so stable
+// across restarts).
+func instanceName(configured string) string {
+	if configured != "" {
+		return configured
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "unknown-host"
+	}
+	if id, err := caddy.InstanceID(); err == nil {
+		return host + "/" + id.String()
+	}
+	return host
 }
 
 // defaultMaxRequestUUIDLength leaves room above the spec's varchar(50).

@@ -40,6 +40,7 @@ func init() {
 //		store sqlite [<file>]
 //		store postgres <dsn> [<schema>]
 //		insurance_code  <code>
+//		instance_name   <name>
 //		callbacks {
 //			base            <url>
 //			url             <callback root|event> <url>
@@ -48,6 +49,7 @@ func init() {
 //			workers         <n>
 //			poll_interval   <duration>
 //			rescue_after    <duration>
+//			stop_grace      <duration>
 //			reply_signature optional|required
 //			refusal         retry|dead_letter
 //		}
@@ -131,6 +133,8 @@ func (a *App) unmarshalSubdirective(d *caddyfile.Dispenser) error {
 		return a.unmarshalContentReplay(d)
 	case "insurance_code":
 		return singleArg(d, &a.InsuranceCode)
+	case "instance_name":
+		return singleArg(d, &a.InstanceName)
 	case "callbacks":
 		return a.unmarshalCallbacks(d)
 	case "journal":
@@ -289,6 +293,8 @@ func (a *App) unmarshalCallbacks(d *caddyfile.Dispenser) error {
 			err = durationArg(d, &cfg.PollInterval)
 		case "rescue_after":
 			err = durationArg(d, &cfg.RescueAfter)
+		case "stop_grace":
+			err = durationArg(d, &cfg.StopGrace)
 		case "workers":
 			err = intArg(d, &cfg.Workers)
 		case "reply_signature":

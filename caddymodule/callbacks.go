@@ -52,6 +52,14 @@ type CallbackConfig struct {
 	// exceed attempt_timeout + 10s. Default: attempt_timeout + 70s.
 	RescueAfter caddy.Duration `json:"rescue_after,omitempty"`
 
+	// StopGrace is how long a stopping sidecar lets callback attempts in
+	// flight finish before cutting them short (a cut attempt is sent again,
+	// same requestUUID, by this or another instance). Not shorter than
+	// attempt_timeout, so that a rolling restart against a slow platform
+	// duplicates nothing. A reload that keeps the store never stops
+	// delivery. Default: attempt_timeout.
+	StopGrace caddy.Duration `json:"stop_grace,omitempty"`
+
 	// Workers is how many callbacks are delivered at once. Default: 10.
 	Workers int `json:"workers,omitempty"`
 
@@ -96,8 +104,16 @@ func (c *CallbackConfig) validate(urls map[string]string) error {
 			return fmt.Errorf("gongbao callbacks: event %s: %q is not an http(s) URL", event, raw)
 		}
 	}
-	if c.Workers < 0 || c.AttemptTimeout < 0 || c.Deadline < 0 || c.PollInterval < 0 || c.RescueAfter < 0 {
-		return errors.New("gongbao callbacks: workers, attempt_timeout, deadline, poll_interval and rescue_after must be positive")
+	if c.Workers < 0 || c.AttemptTimeout < 0 || c.Deadline < 0 || c.PollInterval < 0 || c.RescueAfter < 0 || c.StopGrace < 0 {
+		return errors.New("gongbao callbacks: workers, attempt_timeout, deadline, poll_interval, rescue_after and stop_grace must be positive")
+	}
+	attempt := c.AttemptTimeout
+	if attempt == 0 {
+		attempt = caddy.Duration(delivery.DefaultAttemptTimeout)
+	}
+	if c.StopGrace != 0 && c.StopGrace < attempt {
+		return fmt.Errorf("gongbao callbacks: stop_grace %s is shorter than attempt_timeout %s: a stop would cut attempts short",
+			time.Duration(c.StopGrace), time.Duration(attempt))
 	}
 	if _, _, err := c.modes(); err != nil {
 		return fmt.Errorf("gongbao callbacks: %w", err)
@@ -143,7 +159,7 @@ type deliveries struct {
 }
 
 // newDeliveries builds the engine on a freshly opened store.
-func newDeliveries(ctx context.Context, h *storeHandle, cfg *CallbackConfig, log *slog.Logger) (*deliveries, error) {
+func newDeliveries(ctx context.Context, h *storeHandle, cfg *CallbackConfig, instance string, log *slog.Logger) (*deliveries, error) {
 	d := new(deliveries)
 	d.policy.Store(new(delivery.Policy))
 	engine, err := delivery.New(ctx, delivery.Config{
@@ -154,6 +170,8 @@ func newDeliveries(ctx context.Context, h *storeHandle, cfg *CallbackConfig, log
 		AttemptTimeout: time.Duration(cfg.AttemptTimeout),
 		Deadline:       time.Duration(cfg.Deadline),
 		RescueAfter:    time.Duration(cfg.RescueAfter),
+		StopGrace:      time.Duration(cfg.StopGrace),
+		Instance:       instance,
 		MaxWorkers:     cfg.Workers,
 		PollInterval:   time.Duration(cfg.PollInterval),
 		Logger:         log,
@@ -182,15 +200,13 @@ func (d *deliveries) start(p *delivery.Policy) error {
 	return nil
 }
 
-// stop lets attempts in flight finish (bounded), then stops.
+// stop lets attempts in flight finish (up to stop_grace), then stops.
 func (d *deliveries) stop() error {
 	d.startMu.Lock()
 	defer d.startMu.Unlock()
 	if !d.started {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
 	d.started = false
-	return d.engine.Stop(ctx)
+	return d.engine.GracefulStop()
 }

@@ -75,7 +75,7 @@ func poolKey(cfg store.Config) string {
 
 // openStore returns the shared handle for cfg, opening it (tables,
 // delivery engine) on first use.
-func openStore(ctx caddy.Context, cfg store.Config, callbacks *CallbackConfig) (*storeHandle, string, error) {
+func openStore(ctx caddy.Context, cfg store.Config, callbacks *CallbackConfig, instance string) (*storeHandle, string, error) {
 	key := poolKey(cfg)
 	val, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
 		openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -87,8 +87,10 @@ func openStore(ctx caddy.Context, cfg store.Config, callbacks *CallbackConfig) (
 		h := &storeHandle{db: db}
 		var journal *store.Journal
 		if h.idempotency, err = store.NewIdempotency(openCtx, db); err == nil {
+			// Several instances on PostgreSQL: leases on the database's clock.
+			h.idempotency.DatabaseClock = true
 			if journal, err = store.NewJournal(openCtx, db); err == nil {
-				h.deliveries, err = newDeliveries(openCtx, h, callbacks, ctx.Slogger())
+				h.deliveries, err = newDeliveries(openCtx, h, callbacks, instance, ctx.Slogger())
 			}
 		}
 		if err != nil {

@@ -33,6 +33,9 @@ type JournalEntry struct {
 	// Such an entry keeps only a bounded prefix of the request; the whole
 	// exchange is the original's entry.
 	ReplayOf string `json:"replay_of,omitempty"`
+	// Instance is the sidecar instance that handled the exchange (several
+	// may share one store).
+	Instance string `json:"instance,omitempty"`
 }
 
 // JournalQuery selects entries: every non-empty field must match.
@@ -97,7 +100,14 @@ var journalMigrations = []migration{{
 	id:       "journal-0003-replay-of",
 	sqlite:   []string{`ALTER TABLE gongbao_journal ADD COLUMN replay_of TEXT NOT NULL DEFAULT ''`},
 	postgres: []string{`ALTER TABLE gongbao_journal ADD COLUMN IF NOT EXISTS replay_of TEXT NOT NULL DEFAULT ''`},
-}}
+}, journalInstanceMigration}
+
+// journalInstanceMigration records which instance handled an exchange.
+var journalInstanceMigration = migration{
+	id:       "journal-0006-instance",
+	sqlite:   []string{`ALTER TABLE gongbao_journal ADD COLUMN instance TEXT NOT NULL DEFAULT ''`},
+	postgres: []string{`ALTER TABLE gongbao_journal ADD COLUMN IF NOT EXISTS instance TEXT NOT NULL DEFAULT ''`},
+}
 
 // NewJournal creates the journal table if missing.
 func NewJournal(ctx context.Context, db *DB) (*Journal, error) {
@@ -109,10 +119,10 @@ func NewJournal(ctx context.Context, db *DB) (*Journal, error) {
 }
 
 const journalColumns = `at, message, request_uuid, policy_no, proposal_no, outcome, duration_us, core_status,
-	request_xml, core_request, core_reply, reply_xml, error, replay_of`
+	request_xml, core_request, core_reply, reply_xml, error, replay_of, instance`
 
 const sqlJournalInsert = `INSERT INTO gongbao_journal (` + journalColumns + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
 
 // Append writes entries in one transaction: all or none.
 func (j *Journal) Append(ctx context.Context, entries []JournalEntry) error {
@@ -123,7 +133,7 @@ func (j *Journal) Append(ctx context.Context, entries []JournalEntry) error {
 		for _, e := range entries {
 			args := []any{dbNow(e.At), e.Message, e.RequestUUID, e.PolicyNo, e.ProposalNo, e.Outcome,
 				e.Duration.Microseconds(), e.CoreStatus, nullBytes(e.RequestXML), nullBytes(e.CoreRequest),
-				nullBytes(e.CoreReply), nullBytes(e.ReplyXML), e.Error, e.ReplayOf}
+				nullBytes(e.CoreReply), nullBytes(e.ReplyXML), e.Error, e.ReplayOf, e.Instance}
 			if _, err := q.Exec(ctx, sqlJournalInsert, args...); err != nil {
 				return err
 			}
@@ -170,7 +180,7 @@ func (j *Journal) Find(ctx context.Context, query JournalQuery) ([]JournalEntry,
 		var at Time
 		var durUS int64
 		if err := rows.Scan(&e.ID, &at, &e.Message, &e.RequestUUID, &e.PolicyNo, &e.ProposalNo, &e.Outcome,
-			&durUS, &e.CoreStatus, &e.RequestXML, &e.CoreRequest, &e.CoreReply, &e.ReplyXML, &e.Error, &e.ReplayOf); err != nil {
+			&durUS, &e.CoreStatus, &e.RequestXML, &e.CoreRequest, &e.CoreReply, &e.ReplyXML, &e.Error, &e.ReplayOf, &e.Instance); err != nil {
 			return nil, err
 		}
 		e.At, e.Duration = at.T, time.Duration(durUS)*time.Microsecond
