@@ -102,6 +102,7 @@ type App struct {
 	logger     *zap.Logger
 	store      *storeHandle
 	storeKey   string
+	storeLabel string // the store in one token, for metrics (no password)
 	idem       *store.Idempotency // nil when idempotency is off
 	insurance  string
 	instance   string
@@ -196,11 +197,12 @@ func (a *App) provisionStore(ctx caddy.Context, repl *caddy.Replacer) error {
 	if a.Store == nil {
 		a.Store = new(StoreConfig)
 	}
-	handle, key, err := openStore(ctx, a.Store.resolve(repl), a.Callbacks, a.instance)
+	resolved := a.Store.resolve(repl)
+	handle, key, err := openStore(ctx, resolved, a.Callbacks, a.instance)
 	if err != nil {
 		return err
 	}
-	a.store, a.storeKey = handle, key
+	a.store, a.storeKey, a.storeLabel = handle, key, storeID(resolved)
 	if !a.Idempotency.Disabled {
 		a.idem = handle.idempotency
 	}

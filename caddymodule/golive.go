@@ -137,15 +137,32 @@ func describeStore(cfg store.Config) string {
 	if cfg.Driver != store.DriverPostgres {
 		return "sqlite " + cfg.Path
 	}
-	schema := cfg.Schema
+	host, db, schema := postgresWhere(cfg)
+	return fmt.Sprintf("postgres host=%s db=%s schema=%s", host, db, schema)
+}
+
+// storeID names the store in one token (no password), the same on every
+// instance sharing it: the metrics label of whole-store figures.
+func storeID(cfg store.Config) string {
+	if cfg.Driver != store.DriverPostgres {
+		return "sqlite:" + cfg.Path
+	}
+	host, db, schema := postgresWhere(cfg)
+	return "postgres://" + host + "/" + db + "/" + schema
+}
+
+// postgresWhere is where a PostgreSQL store lives: host:port, database
+// and schema; never the credentials.
+func postgresWhere(cfg store.Config) (host, db, schema string) {
+	schema = cfg.Schema
 	if schema == "" {
 		schema = "public"
 	}
 	pc, err := pgconn.ParseConfig(cfg.DSN)
 	if err != nil {
-		return "postgres (DSN does not parse) schema=" + schema
+		return "(DSN does not parse)", "", schema
 	}
-	return fmt.Sprintf("postgres host=%s db=%s schema=%s", net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port))), pc.Database, schema)
+	return net.JoinHostPort(pc.Host, strconv.Itoa(int(pc.Port))), pc.Database, schema
 }
 
 // mappingSource names where the mappings come from.

@@ -64,11 +64,15 @@ var (
 		Help: "Journal entries that could not be written (queue full or store failure).",
 	})
 
+	// The callback gauges are whole-store figures: every instance sharing
+	// a store reports the same values. Their "store" label names the
+	// store (never a password), so dashboards aggregate with
+	// max by (store, …), never sum (README, "Scale-out").
 	callbackStats = &callbackCollector{
-		byState: prometheus.NewDesc("gongbao_callbacks", "Callbacks in the store by state (pending, delivered, dead).", []string{"state"}, nil),
-		oldest:  prometheus.NewDesc("gongbao_callback_oldest_pending_age_seconds", "Age of the oldest callback not yet delivered.", nil, nil),
-		dead:    prometheus.NewDesc("gongbao_callback_dead_letters", "Callbacks given up and waiting for an operator.", nil, nil),
-		depth:   prometheus.NewDesc("gongbao_callback_queue_depth", "Callbacks waiting to be delivered.", nil, nil),
+		byState: prometheus.NewDesc("gongbao_callbacks", "Callbacks in the store by state (pending, delivered, dead); the same from every instance of a store.", []string{"store", "state"}, nil),
+		oldest:  prometheus.NewDesc("gongbao_callback_oldest_pending_age_seconds", "Age of the oldest callback not yet delivered; the same from every instance of a store.", []string{"store"}, nil),
+		dead:    prometheus.NewDesc("gongbao_callback_dead_letters", "Callbacks given up and waiting for an operator; the same from every instance of a store.", []string{"store"}, nil),
+		depth:   prometheus.NewDesc("gongbao_callback_queue_depth", "Callbacks waiting to be delivered; the same from every instance of a store.", []string{"store"}, nil),
 	}
 )
 
@@ -150,10 +154,11 @@ func (c *callbackCollector) Collect(ch chan<- prometheus.Metric) {
 		app.logger.Warn("reading callback counts for metrics", zap.Error(err))
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(c.byState, prometheus.GaugeValue, float64(stats.Pending), "pending")
-	ch <- prometheus.MustNewConstMetric(c.byState, prometheus.GaugeValue, float64(stats.Delivered), "delivered")
-	ch <- prometheus.MustNewConstMetric(c.byState, prometheus.GaugeValue, float64(stats.Dead), "dead")
-	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, stats.OldestPendingAge.Seconds())
-	ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(stats.Dead))
-	ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(stats.Pending))
+	label := app.storeLabel
+	ch <- prometheus.MustNewConstMetric(c.byState, prometheus.GaugeValue, float64(stats.Pending), label, "pending")
+	ch <- prometheus.MustNewConstMetric(c.byState, prometheus.GaugeValue, float64(stats.Delivered), label, "delivered")
+	ch <- prometheus.MustNewConstMetric(c.byState, prometheus.GaugeValue, float64(stats.Dead), label, "dead")
+	ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, stats.OldestPendingAge.Seconds(), label)
+	ch <- prometheus.MustNewConstMetric(c.dead, prometheus.GaugeValue, float64(stats.Dead), label)
+	ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(stats.Pending), label)
 }

@@ -34,7 +34,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("mockcore", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:9000", "address to listen on")
 	publicURL := fs.String("public-url", "", "base URL of paymentUrl/policyUrl (default http://<listen>)")
-	events := fs.String("events", "http://127.0.0.1:8081", `base URL events are POSTed to (<events>/events/<name>); "" disables`)
+	events := fs.String("events", "http://127.0.0.1:8081", `base URL events are POSTed to (<events>/events/<name>); several, comma-separated, fail over in turn; "" disables`)
 	phone := fs.String("insurer-phone", "95500", "insurer contact phone returned on endorsements")
 	if err := fs.Parse(args); err != nil {
 		return err

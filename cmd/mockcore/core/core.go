@@ -40,8 +40,10 @@ type Config struct {
 	// PublicURL is the base of the payment and document URLs the core hands
 	// out (paymentUrl, policyUrl, downloadUrl), e.g. "http://127.0.0.1:9000".
 	PublicURL string
-	// EventsURL is the base the core POSTs events to ({EventsURL}/events/<name>).
-	// Empty disables event emission.
+	// EventsURL is the base the core POSTs events to ({EventsURL}/events/<name>);
+	// a comma-separated list is tried in turn, starting with the one that
+	// answered last (failover across sidecar instances). Empty disables
+	// event emission.
 	EventsURL string
 	// InsurerPhone is returned as insurerPhone on endorsements. Default "95500".
 	InsurerPhone string

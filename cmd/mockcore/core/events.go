@@ -107,7 +107,8 @@ type event struct {
 // so a receiver sees policy-paid before the same policy's surrender-settled.
 // A failing receiver holds the queue back rather than reordering it.
 type emitter struct {
-	base    string
+	bases   []string // intake addresses, tried in turn (failover)
+	current atomic.Int32 // index of the base that answered last
 	client  *http.Client
 	clock   Clock
 	backoff func(int) time.Duration
@@ -133,7 +134,7 @@ func newEmitter(cfg Config) *emitter {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	e := &emitter{
-		base:    strings.TrimRight(cfg.EventsURL, "/"),
+		bases:   eventBases(cfg.EventsURL),
 		client:  client,
 		clock:   cfg.Clock,
 		backoff: cfg.Backoff,
@@ -220,9 +221,40 @@ func (e *emitter) deliver(ctx context.Context, ev event) {
 	}
 }
 
+// eventBases splits a comma-separated list of intake addresses.
+func eventBases(list string) []string {
+	var bases []string
+	for b := range strings.SplitSeq(list, ",") {
+		if b = strings.TrimRight(strings.TrimSpace(b), "/"); b != "" {
+			bases = append(bases, b)
+		}
+	}
+	return bases
+}
+
+// post delivers ev once: to the intake that answered last, failing over to
+// the next ones in turn (several sidecar instances' intakes, or one
+// balancer); the first 2xx wins. The same Idempotency-Key on every try lets
+// the sidecars' shared store keep it one callback.
 func (e *emitter) post(ctx context.Context, ev event) error {
+	start := int(e.current.Load())
+	var err error
+	for i := range e.bases {
+		n := (start + i) % len(e.bases)
+		if err = e.postTo(ctx, e.bases[n], ev); err == nil {
+			e.current.Store(int32(n))
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
+func (e *emitter) postTo(ctx context.Context, base string, ev event) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
-		e.base+"/events/"+ev.name, bytes.NewReader(ev.body))
+		base+"/events/"+ev.name, bytes.NewReader(ev.body))
 	if err != nil {
 		return fmt.Errorf("building request: %w", err)
 	}

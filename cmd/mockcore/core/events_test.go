@@ -2,6 +2,7 @@ package core_test
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sync"
 	"testing"
@@ -127,5 +128,31 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestEventsFailOverAcrossIntakes: with several intake addresses, an event
+// the first cannot take goes to the next within the same attempt (no
+// backoff), and later events start with the intake that answered.
+func TestEventsFailOverAcrossIntakes(t *testing.T) {
+	down := httptest.NewServer(http.NotFoundHandler())
+	downURL := down.URL
+	down.Close() // nothing listens there any more
+	h := newHarness(t, 0, func(c *core.Config) { c.EventsURL = downURL + ", " + c.EventsURL + "/" })
+	r := h.post("/v1/proposals", "", proposalBody())
+	policyNo := h.get(r.str("paymentUrl")).str("policyNo")
+	if ev := h.rc.next(t); ev.path != "/events/policy-paid" || ev.body["policyNo"] != policyNo {
+		t.Fatalf("got %s %v", ev.path, ev.body)
+	}
+	h.expect(h.post("/v1/surrenders", "", surrenderBody(policyNo)), http.StatusOK, "退保成功")
+	if ev := h.rc.next(t); ev.path != "/events/surrender-settled" {
+		t.Fatalf("got %s %v", ev.path, ev.body)
+	}
+	waitFor(t, func() bool { return h.core.Stats().Events.Delivered == 2 })
+	if st := h.core.Stats().Events; st.Attempts != 2 {
+		t.Errorf("attempts %d, want 2: failing over is part of one attempt, and the second event goes straight to the live intake", st.Attempts)
+	}
+	if waits := h.clock.recordedWaits(); len(waits) != 0 {
+		t.Errorf("backoff waits %v, want none", waits)
 	}
 }
