@@ -102,7 +102,7 @@ type App struct {
 	logger     *zap.Logger
 	store      *storeHandle
 	storeKey   string
-	storeLabel string // the store in one token, for metrics (no password)
+	storeLabel string             // the store in one token, for metrics (no password)
 	idem       *store.Idempotency // nil when idempotency is off
 	insurance  string
 	instance   string

@@ -107,7 +107,7 @@ type event struct {
 // so a receiver sees policy-paid before the same policy's surrender-settled.
 // A failing receiver holds the queue back rather than reordering it.
 type emitter struct {
-	bases   []string // intake addresses, tried in turn (failover)
+	bases   []string     // intake addresses, tried in turn (failover)
 	current atomic.Int32 // index of the base that answered last
 	client  *http.Client
 	clock   Clock
