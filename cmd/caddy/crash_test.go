@@ -176,7 +176,7 @@ func TestKillMidCallAndMidAttempt(t *testing.T) {
 	db := filepath.Join(t.TempDir(), "gongbao.db")
 	s := startSidecar(t, "sidecar", sidecarConfig{
 		Gongbao: fmt.Sprintf("store sqlite %s\n\t\tcallbacks {\n\t\t\tbase %s\n\t\t\tpoll_interval 100ms\n\t\t}", db, platform.srv.URL),
-		Site: fmt.Sprintf("handle /events/* {\n\t\tgongbao_notify\n\t}\n\thandle /gongbao* {\n\t\tgongbao\n\t\treverse_proxy %s\n\t}", c.Addr()),
+		Site:    fmt.Sprintf("handle /events/* {\n\t\tgongbao_notify\n\t}\n\thandle /gongbao* {\n\t\tgongbao\n\t\treverse_proxy %s\n\t}", c.Addr()),
 	})
 
 	// Callbacks mid-attempt.
