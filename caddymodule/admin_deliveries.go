@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/delivery"
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
@@ -126,7 +127,23 @@ func (a *App) deliveryStats(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return deliveryAdminError(err)
 	}
-	return writeJSON(w, http.StatusOK, stats)
+	return writeJSON(w, http.StatusOK, toStatsJSON(stats))
+}
+
+// deliveryStatsJSON is the answer of /gongbao/deliveries/stats. Durations
+// are seconds, as in the logs and the metrics.
+type deliveryStatsJSON struct {
+	Pending            int64      `json:"pending"`
+	Delivered          int64      `json:"delivered"`
+	Dead               int64      `json:"dead"`
+	OldestPendingSince *time.Time `json:"oldest_pending_since,omitempty"`
+	// OldestPendingAge is in seconds.
+	OldestPendingAge float64 `json:"oldest_pending_age"`
+}
+
+func toStatsJSON(s delivery.Stats) deliveryStatsJSON {
+	return deliveryStatsJSON{Pending: s.Pending, Delivered: s.Delivered, Dead: s.Dead,
+		OldestPendingSince: s.OldestPendingSince, OldestPendingAge: s.OldestPendingAge.Seconds()}
 }
 
 func (a *App) deliveryByID(idText string) (*delivery.Engine, int64, error) {

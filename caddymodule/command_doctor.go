@@ -199,6 +199,11 @@ func checkStore(ctx context.Context, repl *caddy.Replacer, app *App, set *mappin
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	db, err := store.Open(ctx, cfg)
+	if errors.Is(err, store.ErrInUse) {
+		// The running sidecar owns the embedded store (it checked it when
+		// it started); doctor must not share the file.
+		return pass("store", desc+": in use by the running sidecar, not opened ("+err.Error()+")")
+	}
 	if err != nil {
 		return fail("store", desc+": "+err.Error(), "make the folder writable by the user Caddy runs as (or the database reachable with rights on its schema)")
 	}

@@ -153,19 +153,14 @@ func deliveryListText(out io.Writer, data []byte) error {
 
 // deliveryStatsText renders GET /gongbao/deliveries/stats.
 func deliveryStatsText(out io.Writer, data []byte) error {
-	var s struct {
-		Pending            int64         `json:"pending"`
-		Delivered          int64         `json:"delivered"`
-		Dead               int64         `json:"dead"`
-		OldestPendingSince *time.Time    `json:"oldest_pending_since"`
-		OldestPendingAge   time.Duration `json:"oldest_pending_age"`
-	}
+	var s deliveryStatsJSON
 	if err := json.Unmarshal(data, &s); err != nil {
 		return fmt.Errorf("reading the statistics: %w", err)
 	}
 	fmt.Fprintf(out, "pending    %d\ndelivered  %d\ndead       %d\n", s.Pending, s.Delivered, s.Dead)
 	if s.OldestPendingSince != nil {
-		fmt.Fprintf(out, "oldest pending: %s (since %s)\n", humanDuration(s.OldestPendingAge), displayTime(*s.OldestPendingSince))
+		age := time.Duration(s.OldestPendingAge * float64(time.Second))
+		fmt.Fprintf(out, "oldest pending: %s (since %s)\n", humanDuration(age), displayTime(*s.OldestPendingSince))
 	}
 	return nil
 }

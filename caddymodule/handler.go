@@ -114,39 +114,45 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		// still answered with this message's reply root.
 		x.root, x.replyRoot = x.pathRoot, m.ReplyRoot
 	}
-	reply, err := h.process(x, r, next)
+	reply, claim, err := h.process(x, r, next)
 	if err != nil {
 		reply = h.failureReply(x, err)
 	} else {
 		h.logExchange(x)
 	}
 	h.countExchange(x)
-	if j := h.app.journal(); j != nil {
+	if claim != nil {
+		// The record and the journal entry commit together, before the
+		// platform gets the reply.
+		h.settle(claim, x, reply, err)
+	} else if j := h.app.journal(); j != nil {
 		j.add(h.journalEntry(x, reply))
 	}
 	return writeXML(w, reply)
 }
 
 // process runs the exchange and returns the signed reply. Any error it
-// returns is turned into a signed failure reply by failureReply.
-func (h *Handler) process(x *exchange, r *http.Request, next caddyhttp.Handler) ([]byte, error) {
+// returns is turned into a signed failure reply by failureReply. A
+// non-nil ticket means the core was called under an idempotency claim: the
+// caller settles it (settle) once the reply is built.
+func (h *Handler) process(x *exchange, r *http.Request, next caddyhttp.Handler) ([]byte, *claimTicket, error) {
 	env, coreBody, err := h.admit(x, r)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// Nothing reads the parsed tree past the claim (the exchange keeps
 	// copied strings), so its nodes go back to the parser's pool.
 	defer env.Release()
 	if h.app.idem == nil {
-		return h.exchangeWithCore(x, r, next, coreBody)
+		reply, err := h.exchangeWithCore(x, r, next, coreBody)
+		return reply, nil, err
 	}
 	claim, replay, err := h.claim(r.Context(), x, env)
 	if err != nil || replay != nil {
-		return replay, err
+		return replay, nil, err
 	}
 	reply, err := h.exchangeWithCore(x, r, next, coreBody)
-	h.settle(claim, x, reply, err)
-	return reply, err
+	return reply, claim, err
 }
 
 // admit reads, parses, dispatches, verifies and maps a platform request,

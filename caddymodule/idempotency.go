@@ -99,9 +99,13 @@ func (h *Handler) waitAndBegin(ctx context.Context, key, fp string, contentSince
 // even when the platform has hung up, so the answer is not lost.
 const settleTimeout = 10 * time.Second
 
-// settle records what the core call established:
-//   - a definite answer (reply != nil): completed, with the exact reply, so
-//     a resend is answered byte for byte without calling the core;
+// settle records what the core call established, and the exchange's
+// journal entry in the same commit (when the journal is on), before the
+// platform gets reply — so a reply it received is always in the journal,
+// even after a crash:
+//   - a definite answer (callErr == nil, reply is what it got): completed,
+//     with the exact reply, so a resend is answered byte for byte without
+//     calling the core;
 //   - the core certainly did not act (connection refused, 503, 429, a
 //     4xx refusal of the request): released, a resend runs normally;
 //   - anything else (timeout after sending, reset while reading, an
@@ -109,23 +113,30 @@ const settleTimeout = 10 * time.Second
 func (h *Handler) settle(t *claimTicket, x *exchange, reply []byte, callErr error) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
-	idem := h.app.idem
-	scope := h.app.Idempotency.Scope
-	now := time.Now()
-	var err error
+	var st store.Settlement
 	switch {
 	case callErr == nil:
-		err = idem.Complete(ctx, scope, t.key, t.token, reply, now)
+		st = store.Settlement{State: store.StateCompleted, Reply: reply}
 	case certainlyNotActed(callErr):
-		err = idem.Release(ctx, scope, t.key, t.token, now)
+		st = store.Settlement{State: store.StateReleased}
 	default:
-		err = idem.MarkUnknown(ctx, scope, t.key, t.token, callErr.Error(), now)
+		st = store.Settlement{State: store.StateUnknown, Note: callErr.Error()}
 	}
+	j := h.app.journal()
+	if j != nil {
+		e := h.journalEntry(x, reply)
+		st.Journal = &e
+	}
+	err := h.app.idem.Settle(ctx, h.app.Idempotency.Scope, t.key, t.token, st, time.Now())
 	if err != nil {
 		// The reply still goes out; the record stays in_progress until its
-		// lease expires and then reads as unknown.
+		// lease expires (or the next start) and then reads as unknown.
 		h.logger.Error("recording the outcome of a request",
 			zap.String("request_uuid", x.requestUUID), zap.String("message", x.root), zap.Error(err))
+		if j != nil && !errors.Is(err, store.ErrNotOwner) {
+			// Nothing was written: the journal entry goes the asynchronous way.
+			j.add(*st.Journal)
+		}
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
 )
@@ -49,6 +50,20 @@ func (s *storeHandle) Destruct() error {
 	err := s.deliveries.stop()
 	s.journal.close()
 	return errors.Join(err, s.db.Close())
+}
+
+// logRecovery says what opening an embedded store took back from the
+// process that had it before (crash, kill -9): requests that were calling
+// the core (now unknown) and callback attempts that were running.
+func (s *storeHandle) logRecovery(log *zap.Logger, cfg store.Config) {
+	var jobs int64
+	if s.deliveries != nil && s.deliveries.engine != nil {
+		jobs = s.deliveries.engine.Reclaimed()
+	}
+	if n := s.idempotency.Reclaimed(); n > 0 || jobs > 0 {
+		log.Warn("the previous process stopped with work in progress: requests left calling the core are now unknown (resolved by unknown_outcome), running callback attempts are retried",
+			zap.String("store", cfg.Path), zap.Int64("requests", n), zap.Int64("callback_attempts", jobs))
+	}
 }
 
 // stores holds the open stores across config reloads.
@@ -98,6 +113,7 @@ func openStore(ctx caddy.Context, cfg store.Config, callbacks *CallbackConfig, i
 			return nil, err
 		}
 		h.journal = newJournalWriter(journal, ctx.Logger().Named("journal"))
+		h.logRecovery(ctx.Logger(), cfg)
 		return h, nil
 	})
 	if err != nil {

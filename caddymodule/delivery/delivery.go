@@ -276,6 +276,8 @@ type Engine struct {
 
 	mu      sync.Mutex
 	started bool
+
+	reclaimed int64 // running jobs of a dead process scheduled again (recover.go)
 }
 
 // running guards against two started engines on one store handle: two
@@ -319,6 +321,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	if err := e.q.migrate(ctx, e.d); err != nil {
 		return nil, fmt.Errorf("delivery: migrating tables: %w", store.Unavailable(err))
+	}
+	if err := e.recoverAtStart(ctx); err != nil {
+		return nil, err
 	}
 	e.db.Prepare(ctx, enqueueQueries...) // outside any transaction, after the tables exist
 	return e, nil

@@ -29,14 +29,22 @@ import (
 // fsync, short enough that the single connection is not held for long.
 const maxGroup = 128
 
-// pendingWrite is one caller's statement waiting for a shared commit.
+// pendingWrite is one caller's statement waiting for a shared commit,
+// with the statements that must commit with it (then).
 type pendingWrite struct {
 	Claim
 	ctx   context.Context
 	query string
 	args  []any
+	then  []statement
 	n     int64
 	err   error
+}
+
+// statement is one SQL statement and its arguments.
+type statement struct {
+	query string
+	args  []any
 }
 
 // groupCommitter runs the shared transactions of one SQLite handle.
@@ -66,8 +74,11 @@ var errCommitterClosed = errors.New("store handle is closed")
 // rows it changed. A caller whose context ends before its statement is
 // taken into a transaction gets ErrUnavailable and the statement never
 // runs; once taken, the caller waits for the commit's outcome.
-func (g *groupCommitter) exec(ctx context.Context, query string, args []any) (int64, error) {
-	w := &pendingWrite{Claim: NewClaim(), ctx: ctx, query: query, args: args}
+//
+// then are statements committed with it, in the same transaction, whatever
+// it changed; the rows they change are not counted.
+func (g *groupCommitter) exec(ctx context.Context, query string, args []any, then ...statement) (int64, error) {
+	w := &pendingWrite{Claim: NewClaim(), ctx: ctx, query: query, args: args, then: then}
 	select {
 	case g.queue <- w:
 	case <-ctx.Done():
@@ -128,6 +139,9 @@ func (g *groupCommitter) commit(batch []*pendingWrite) {
 	// takes the handle's only connection: preparing needs one too.
 	for _, w := range batch {
 		g.db.Prepare(ctx, w.query)
+		for _, st := range w.then {
+			g.db.Prepare(ctx, st.query)
+		}
 	}
 	tx, err := g.db.SQL.BeginTx(ctx, nil)
 	if err != nil {
@@ -144,7 +158,7 @@ func (g *groupCommitter) commit(batch []*pendingWrite) {
 	}
 	run := g.db.TxRunner(tx)
 	for i, w := range taken {
-		n, err := run.Exec(ctx, w.query, w.args...)
+		n, err := runWrite(ctx, run, w)
 		if err != nil {
 			_ = tx.Rollback()
 			g.oneByOne(taken[i:], taken[:i])
@@ -169,10 +183,34 @@ func (g *groupCommitter) commit(batch []*pendingWrite) {
 func (g *groupCommitter) oneByOne(failing, ran []*pendingWrite) {
 	for _, group := range [][]*pendingWrite{ran, failing} {
 		for _, w := range group {
-			n, err := SQLRunner(g.db.SQL).Exec(context.WithoutCancel(w.ctx), w.query, w.args...)
+			ctx := context.WithoutCancel(w.ctx)
+			var n int64
+			var err error
+			if len(w.then) == 0 {
+				n, err = SQLRunner(g.db.SQL).Exec(ctx, w.query, w.args...)
+			} else {
+				err = g.db.InTx(ctx, func(q Runner) error {
+					n, err = runWrite(ctx, q, w)
+					return err
+				})
+			}
 			g.finish(w, n, err, false)
 		}
 	}
+}
+
+// runWrite runs w's statements on q and returns the rows its first changed.
+func runWrite(ctx context.Context, q Runner, w *pendingWrite) (int64, error) {
+	n, err := q.Exec(ctx, w.query, w.args...)
+	if err != nil {
+		return 0, err
+	}
+	for _, st := range w.then {
+		if _, err := q.Exec(ctx, st.query, st.args...); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
 }
 
 // finish answers w. ifQueued: only if its caller has not abandoned it (a
@@ -252,4 +290,25 @@ type groupRunner struct {
 
 func (r groupRunner) Exec(ctx context.Context, query string, args ...any) (int64, error) {
 	return r.g.exec(ctx, query, args)
+}
+
+// execDurable runs query and then, in the same durable transaction, the
+// statements then (whatever query changed), and returns the rows query
+// changed. On SQLite it joins a group commit; on PostgreSQL it is one
+// transaction of its own.
+func (db *DB) execDurable(ctx context.Context, query string, args []any, then ...statement) (int64, error) {
+	if db != nil && db.SQL != nil {
+		g := db.committer()
+		if g == nil {
+			return 0, unavailable(errCommitterClosed)
+		}
+		return g.exec(ctx, query, args, then...)
+	}
+	var n int64
+	err := db.InTx(ctx, func(q Runner) error {
+		var err error
+		n, err = runWrite(ctx, q, &pendingWrite{query: query, args: args, then: then})
+		return err
+	})
+	return n, err
 }

@@ -53,7 +53,8 @@ type Idempotency struct {
 	// PostgreSQL (see leaseNow). SQLite always uses the caller's time.
 	DatabaseClock bool
 
-	db *DB
+	db        *DB
+	reclaimed int64
 }
 
 // State is the state of an idempotency record.
@@ -177,8 +178,40 @@ func NewIdempotency(ctx context.Context, db *DB) (*Idempotency, error) {
 	if err := db.migrate(ctx, idempotencyMigrations); err != nil {
 		return nil, fmt.Errorf("idempotency: migrating the store: %w", err)
 	}
-	return &Idempotency{db: db}, nil
+	s := &Idempotency{db: db}
+	if _, err := db.Recover("idempotency", func() error {
+		n, err := s.reclaim(ctx, time.Now())
+		s.reclaimed = n
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("idempotency: reclaiming the records of the previous process: %w", err)
+	}
+	return s, nil
 }
+
+// noteOwnerRestarted is the note on a record that was in progress when the
+// process owning the SQLite file stopped (crash, kill -9, power loss).
+const noteOwnerRestarted = "the sidecar stopped before recording the outcome of the core call (reclaimed at restart)"
+
+const sqlReclaim = `UPDATE gongbao_idempotency
+	SET state = 'unknown', lease_until = NULL, note = $2, updated_at = $1
+	WHERE state = 'in_progress'`
+
+// reclaim turns every in_progress record into unknown. Only for a handle
+// that owns its file (DB.OwnsFile): every owner is then a dead process, and
+// waiting for its lease would answer 处理中 to each resend for minutes. A
+// resend then follows the unknown_outcome policy at once.
+func (s *Idempotency) reclaim(ctx context.Context, now time.Time) (int64, error) {
+	q, err := s.db.Writer()
+	if err != nil {
+		return 0, err
+	}
+	return q.Exec(ctx, sqlReclaim, dbNow(now), noteOwnerRestarted)
+}
+
+// Reclaimed is how many in-progress records NewIdempotency turned into
+// unknown because the process that held them is gone (SQLite only).
+func (s *Idempotency) Reclaimed() int64 { return s.reclaimed }
 
 const recordColumns = `scope, key, fingerprint, state, reply, lease_until, attempts, created_at, updated_at, note`
 
@@ -474,40 +507,77 @@ func expired(r Record, now time.Time) Record {
 // included) and the exact reply sent to the platform, which later resends
 // get byte for byte. ErrNotOwner if token no longer holds the record.
 func (s *Idempotency) Complete(ctx context.Context, scope, key, token string, reply []byte, now time.Time) error {
-	if len(reply) == 0 {
-		return errors.New("idempotency complete: empty reply")
-	}
-	return s.finish(ctx, "complete", sqlComplete, scope, key, token, reply, dbNow(now))
+	return s.Settle(ctx, scope, key, token, Settlement{State: StateCompleted, Reply: reply}, now)
 }
 
 // Release records that the core definitely did not act (refused before
 // the call, connection refused, 503, 429): the next resend runs anew.
 // ErrNotOwner if token no longer holds the record.
 func (s *Idempotency) Release(ctx context.Context, scope, key, token string, now time.Time) error {
-	return s.finish(ctx, "release", sqlRelease, scope, key, token, dbNow(now))
+	return s.Settle(ctx, scope, key, token, Settlement{State: StateReleased}, now)
 }
 
 // MarkUnknown records that the core may or may not have acted (timeout
 // after sending, connection reset while reading the reply); note says what
 // happened, for operators. ErrNotOwner if token no longer holds the record.
 func (s *Idempotency) MarkUnknown(ctx context.Context, scope, key, token, note string, now time.Time) error {
-	return s.finish(ctx, "mark unknown", sqlMarkUnknown, scope, key, token, note, dbNow(now))
+	return s.Settle(ctx, scope, key, token, Settlement{State: StateUnknown, Note: note}, now)
 }
 
-// finish runs one owner statement: a single conditional UPDATE, so a stale
-// owner changes nothing.
-func (s *Idempotency) finish(ctx context.Context, op, query, scope, key, token string, args ...any) error {
+// Settlement is how the owner of a record finishes it.
+type Settlement struct {
+	// State is StateCompleted (with Reply), StateReleased or StateUnknown
+	// (with Note).
+	State State
+	Reply []byte
+	Note  string
+	// Journal, when set, is the exchange's journal entry: it is appended
+	// in the same durable transaction (on SQLite, the same group commit)
+	// as the record's change, so a reply the platform received is never
+	// missing from the journal after a crash. It is appended even when the
+	// token no longer holds the record (ErrNotOwner): the exchange
+	// happened. The journal's table must exist (NewJournal).
+	Journal *JournalEntry
+}
+
+// Settle finishes the record held by token as st says: a single
+// conditional UPDATE, so a stale owner changes nothing (ErrNotOwner).
+func (s *Idempotency) Settle(ctx context.Context, scope, key, token string, st Settlement, now time.Time) error {
+	now = dbNow(now)
+	switch st.State {
+	case StateCompleted:
+		if len(st.Reply) == 0 {
+			return errors.New("idempotency complete: empty reply")
+		}
+		return s.finish(ctx, "complete", st.Journal, sqlComplete, scope, key, token, st.Reply, now)
+	case StateReleased:
+		return s.finish(ctx, "release", st.Journal, sqlRelease, scope, key, token, now)
+	case StateUnknown:
+		return s.finish(ctx, "mark unknown", st.Journal, sqlMarkUnknown, scope, key, token, st.Note, now)
+	}
+	return fmt.Errorf("idempotency settle: cannot settle to state %q", st.State)
+}
+
+// finish runs one owner statement, and the journal entry's insert with it
+// when there is one.
+func (s *Idempotency) finish(ctx context.Context, op string, entry *JournalEntry, query, scope, key, token string, args ...any) error {
 	if err := checkKey(scope, key); err != nil {
 		return err
 	}
 	if token == "" {
 		return fmt.Errorf("idempotency %s: %w", op, ErrNotOwner)
 	}
-	q, err := s.db.Writer()
-	if err != nil {
-		return fmt.Errorf("idempotency %s: %w", op, err)
+	args = append([]any{scope, key, token}, args...)
+	var n int64
+	var err error
+	if entry != nil {
+		n, err = s.db.execDurable(ctx, query, args, entry.insert())
+	} else {
+		var q Runner
+		if q, err = s.db.Writer(); err == nil {
+			n, err = q.Exec(ctx, query, args...)
+		}
 	}
-	n, err := q.Exec(ctx, query, append([]any{scope, key, token}, args...)...)
 	if err != nil {
 		return fmt.Errorf("idempotency %s: %w", op, err)
 	}

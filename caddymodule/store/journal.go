@@ -131,15 +131,20 @@ func (j *Journal) Append(ctx context.Context, entries []JournalEntry) error {
 	}
 	return j.db.InTx(ctx, func(q Runner) error {
 		for _, e := range entries {
-			args := []any{dbNow(e.At), e.Message, e.RequestUUID, e.PolicyNo, e.ProposalNo, e.Outcome,
-				e.Duration.Microseconds(), e.CoreStatus, nullBytes(e.RequestXML), nullBytes(e.CoreRequest),
-				nullBytes(e.CoreReply), nullBytes(e.ReplyXML), e.Error, e.ReplayOf, e.Instance}
-			if _, err := q.Exec(ctx, sqlJournalInsert, args...); err != nil {
+			st := e.insert()
+			if _, err := q.Exec(ctx, st.query, st.args...); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+}
+
+// insert is the statement that appends e.
+func (e *JournalEntry) insert() statement {
+	return statement{query: sqlJournalInsert, args: []any{dbNow(e.At), e.Message, e.RequestUUID, e.PolicyNo, e.ProposalNo, e.Outcome,
+		e.Duration.Microseconds(), e.CoreStatus, nullBytes(e.RequestXML), nullBytes(e.CoreRequest),
+		nullBytes(e.CoreReply), nullBytes(e.ReplyXML), e.Error, e.ReplayOf, e.Instance}}
 }
 
 // Find returns the entries matching query, oldest first. A policy or

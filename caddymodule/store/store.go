@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -54,6 +55,39 @@ type DB struct {
 
 	group committerOnce  // SQLite's group commit (Writer), started on first use
 	stmts statementCache // SQLite's prepared statements (Prepare)
+
+	unlock    func()          // releases the SQLite file's lock (filelock.go)
+	ownsFile  bool            // this handle took the file's lock at Open
+	recoverMu sync.Mutex      // guards recovered
+	recovered map[string]bool // recoveries run on this handle (Recover)
+}
+
+// OwnsFile reports whether this is an SQLite handle that took its file's
+// lock when it opened: no other process had the file, so every record or
+// job it finds in progress was left by a process that is gone.
+func (db *DB) OwnsFile() bool { return db != nil && db.ownsFile }
+
+// Recover runs fn once per name on a handle that owns its file (see
+// OwnsFile), at the engine's start, and reports whether it ran. fn must
+// finish before the engine takes work: it reclaims what a dead process
+// left in progress.
+func (db *DB) Recover(name string, fn func() error) (bool, error) {
+	if !db.OwnsFile() {
+		return false, nil
+	}
+	db.recoverMu.Lock()
+	defer db.recoverMu.Unlock()
+	if db.recovered[name] {
+		return false, nil
+	}
+	if err := fn(); err != nil {
+		return false, err
+	}
+	if db.recovered == nil {
+		db.recovered = map[string]bool{}
+	}
+	db.recovered[name] = true
+	return true, nil
 }
 
 // Open opens the configured store and checks that it answers.
@@ -104,8 +138,13 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite store: creating folder: %w", err)
 	}
+	unlock, first, err := acquireFileLock(path)
+	if err != nil {
+		return nil, err
+	}
 	db, err := sql.Open("sqlite", sqliteDSN(path, nil))
 	if err != nil {
+		unlock()
 		return nil, fmt.Errorf("sqlite store %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
@@ -113,9 +152,10 @@ func openSQLite(ctx context.Context, path string) (*DB, error) {
 	db.SetConnMaxLifetime(0)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
+		unlock()
 		return nil, fmt.Errorf("sqlite store %s: %w: %w", path, ErrUnavailable, err)
 	}
-	return &DB{Driver: DriverSQLite, SQL: db}, nil
+	return &DB{Driver: DriverSQLite, SQL: db, unlock: unlock, ownsFile: first}, nil
 }
 
 func openPostgres(ctx context.Context, dsn, schema string) (*DB, error) {
@@ -179,7 +219,11 @@ func (db *DB) Close() error {
 	if db.SQL != nil {
 		db.stopCommitter()
 		db.stmts.close()
-		return db.SQL.Close()
+		err := db.SQL.Close()
+		if db.unlock != nil {
+			db.unlock()
+		}
+		return err
 	}
 	return nil
 }
