@@ -315,7 +315,7 @@ func TestMappingDryRunFinding(t *testing.T) {
 		}
 	}
 	// A broken mapping file is reported with its file and line.
-	broken := dryRunWriteTemp(t, "broken.yaml", []byte("event: x-y\ncallback: aRequest\nreply: aResponse\nbody:\n  - {xml: a, json: a, type: decmial}\n"))
+	broken := dryRunWriteTemp(t, "broken.yaml", []byte("event: x-y\ncallback: aRequest\nreply_root: aResponse\nbody:\n  - {xml: a, json: a, type: decmial}\n"))
 	_, stderr, code := runCLI(t, mappingCommand(), nil, "test", broken, event)
 	if code != 1 || !strings.Contains(stderr, "broken.yaml:5") {
 		t.Errorf("broken mapping: exit %d %q", code, stderr)
@@ -340,7 +340,7 @@ func TestMappingDryRunStdin(t *testing.T) {
 // repeatMapping has what the shipped mappings lack: repeated elements,
 // with personal data inside items, a const, a default and an alias.
 const repeatMapping = `message: listRequest
-reply: listResponse
+reply_root: listResponse
 core: {method: POST, path: /v1/lists}
 request:
   - {xml: policyno, aliases: [polycyno], json: policyNo, type: string, required: true}
