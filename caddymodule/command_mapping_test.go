@@ -394,3 +394,41 @@ func TestMappingDryRunRepeats(t *testing.T) {
 	}
 	dryRunCheckGolden(t, filepath.Join("custom", "list.request.too-many.txt"), out)
 }
+
+// TestMappingExport: `mapping export DIR` writes the built-in mappings,
+// which load as they are, and never overwrites a file.
+func TestMappingExport(t *testing.T) {
+	saved := builtinMappings
+	t.Cleanup(func() { builtinMappings = saved })
+	root, err := filepath.Abs("..") // the module root holds mappings/
+	if err != nil {
+		t.Fatal(err)
+	}
+	builtinMappings = os.DirFS(root)
+	dir := filepath.Join(t.TempDir(), "exported")
+	stdout, stderr, code := runCLI(t, mappingCommand(), nil, "export", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, filepath.Join(dir, "insure.yaml")) {
+		t.Errorf("stdout %q does not name insure.yaml", stdout)
+	}
+	set, err := mapping.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Inbound) != 5 || len(set.Outbound) != 3 || len(set.Warnings) != 0 {
+		t.Errorf("%d inbound, %d outbound, warnings %v", len(set.Inbound), len(set.Outbound), set.Warnings)
+	}
+	if _, stderr, code := runCLI(t, mappingCommand(), nil, "export", dir); code != 1 || !strings.Contains(stderr, "not overwriting") {
+		t.Errorf("second export: exit %d, %s", code, stderr)
+	}
+	// mapping test without --mappings and with no ./mappings folder uses the
+	// built-in ones, saying so.
+	t.Chdir(t.TempDir())
+	sample := filepath.Join(root, "testdata/messages/insureRequest.xml")
+	_, stderr, code = runCLI(t, mappingCommand(), nil, "test", "insureRequest", sample)
+	if code != 0 || !strings.Contains(stderr, "using the built-in mappings") {
+		t.Errorf("built-in fallback: exit %d, stderr %q", code, stderr)
+	}
+}
