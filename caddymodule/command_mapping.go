@@ -306,15 +306,15 @@ func dryRunTraceMapping(m any, inputArg string, data []byte, vars mapping.Vars) 
 	}
 	switch m := m.(type) {
 	case *mapping.Inbound:
-		r.file = m.File
+		r.file = filepath.Base(m.File) // the header names the file; load errors name its path
 		if isXML {
 			return r, r.traceRequest(m, data, vars)
 		}
 		r.traceReply(m, data, vars)
 	case *mapping.Outbound:
-		r.file = m.File
+		r.file = filepath.Base(m.File)
 		if isXML {
-			return nil, fmt.Errorf("%s maps core events (JSON) to callbacks; give it an event .json file", m.File)
+			return nil, fmt.Errorf("%s maps core events (JSON) to callbacks; give it an event .json file", r.file)
 		}
 		r.traceEvent(m, data, vars)
 	}
@@ -344,7 +344,7 @@ func (r *dryRunResult) traceRequest(m *mapping.Inbound, data []byte, vars mappin
 		return nil
 	}
 	if env.Root != m.Message {
-		return fmt.Errorf("%s is a %s; %s maps %s", r.input, env.Root, m.File, m.Message)
+		return fmt.Errorf("%s is a %s; %s maps %s", r.input, env.Root, r.file, m.Message)
 	}
 	r.notes = append(r.notes, "requestUUID "+dryRunOrNone(env.RequestUUID)+" (signature not checked)")
 	out, lineage, err := m.Request.TraceXMLToJSON(env.Body, vars)

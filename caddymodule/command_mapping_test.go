@@ -260,7 +260,7 @@ func TestMappingDryRunJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if rep.Mapping != "insure.yaml" || rep.Kind != "request" || rep.Error != nil || len(rep.Lineage) != 12 {
+	if rep.Mapping != "insure.yaml" || rep.Kind != "request" || rep.Error != nil || len(rep.Lineage) != 15 { // 12 spec rows + the 3 forwarded extras
 		t.Errorf("report %+v", rep)
 	}
 	if got := string(rep.Output["policy"]); !strings.Contains(got, `"sumPremium": 20.00`) {
