@@ -156,6 +156,9 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.mappings = set
+	for _, w := range set.Warnings { // deprecated forms, named by file:line
+		a.logger.Warn("mapping file uses a deprecated form", zap.String("warning", w.Error()))
+	}
 	a.ctx = ctx
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("gongbao: registering metrics: %w", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -36,11 +37,62 @@ const dryRunInsuranceCodePlaceholder = "{insurance_code}"
 
 func mappingCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "mapping test <mapping> <file>",
+		Use:   "mapping test|export …",
 		Short: "Works with mapping files (mappings/*.yaml)",
 	}
-	cmd.AddCommand(mappingTestCommand())
+	cmd.AddCommand(mappingTestCommand(), mappingExportCommand())
 	return cmd
+}
+
+// mappingExportCommand is `mapping export DIR`: it writes the shipped
+// mapping files, which a binary built with xcaddy carries embedded but has
+// no mappings/ folder beside it.
+func mappingExportCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "export <dir>",
+		Short: "Writes the built-in mapping files into a folder, to edit them",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return run(func(cmd *cobra.Command) error {
+				return exportMappings(cmd.OutOrStdout(), args[0])
+			})(cmd, args)
+		},
+	}
+}
+
+// exportMappings copies the built-in mappings into dir, refusing to
+// overwrite a file that exists.
+func exportMappings(w io.Writer, dir string) error {
+	if builtinMappings == nil {
+		return exitError{1, errors.New("this binary has no built-in mappings")}
+	}
+	entries, err := fs.ReadDir(builtinMappings, "mappings")
+	if err != nil {
+		return exitError{1, err}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return exitError{1, err}
+	}
+	for _, e := range entries {
+		data, err := fs.ReadFile(builtinMappings, "mappings/"+e.Name())
+		if err != nil {
+			return exitError{1, err}
+		}
+		dst := filepath.Join(dir, e.Name())
+		f, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return exitError{1, fmt.Errorf("not overwriting: %w", err)}
+		}
+		_, err = f.Write(data)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return exitError{1, err}
+		}
+		fmt.Fprintln(w, "wrote", dst)
+	}
+	return nil
 }
 
 // dryRunOptions are the flags of `mapping test`.
@@ -95,7 +147,7 @@ message would be refused.`,
 
 // dryRun is `mapping test`.
 func dryRun(cmd *cobra.Command, mappingArg, inputArg string, opts *dryRunOptions) error {
-	m, err := dryRunFindMapping(mappingArg, opts.dir)
+	m, err := dryRunFindMapping(mappingArg, opts.dir, cmd.ErrOrStderr())
 	if err != nil {
 		return exitError{1, err}
 	}
@@ -129,16 +181,26 @@ func dryRun(cmd *cobra.Command, mappingArg, inputArg string, opts *dryRunOptions
 
 // dryRunFindMapping loads a mapping file, or finds one by message, event or file
 // name in dir.
-func dryRunFindMapping(arg, dir string) (any, error) {
+func dryRunFindMapping(arg, dir string, errOut io.Writer) (any, error) {
 	if st, err := os.Stat(arg); err == nil && st.Mode().IsRegular() ||
 		strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") {
 		data, err := os.ReadFile(arg)
 		if err != nil {
 			return nil, err
 		}
-		return mapping.ParseFile(filepath.Base(arg), data)
+		f, err := mapping.ParseFile(arg, data)
+		if err != nil {
+			return nil, err
+		}
+		for _, w := range f.Warnings {
+			fmt.Fprintln(errOut, "warning:", w)
+		}
+		if f.Inbound != nil {
+			return f.Inbound, nil
+		}
+		return f.Outbound, nil
 	}
-	set, err := mapping.LoadDir(dir)
+	set, err := dryRunLoadSet(dir, errOut)
 	if err != nil {
 		return nil, err
 	}
@@ -166,7 +228,28 @@ func dryRunFindMapping(arg, dir string) (any, error) {
 }
 
 func dryRunFileStem(name string) string {
+	name = filepath.Base(name)
 	return strings.TrimSuffix(strings.TrimSuffix(name, ".yaml"), ".yml")
+}
+
+// dryRunLoadSet loads dir; when dir is the default "mappings" and there is
+// no such folder, it uses the built-in mappings and says so on errOut.
+func dryRunLoadSet(dir string, errOut io.Writer) (*mapping.Set, error) {
+	var set *mapping.Set
+	var err error
+	if _, statErr := os.Stat(dir); errors.Is(statErr, fs.ErrNotExist) && dir == "mappings" && builtinMappings != nil {
+		fmt.Fprintln(errOut, "no ./mappings folder: using the built-in mappings (caddy gongbao mapping export DIR writes them out)")
+		set, err = mapping.LoadFS(builtinMappings, "mappings")
+	} else {
+		set, err = mapping.LoadDir(dir)
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, w := range set.Warnings {
+		fmt.Fprintln(errOut, "warning:", w)
+	}
+	return set, nil
 }
 
 // dryRunVars are the runtime variables: the sidecar's (now in China
@@ -223,15 +306,15 @@ func dryRunTraceMapping(m any, inputArg string, data []byte, vars mapping.Vars) 
 	}
 	switch m := m.(type) {
 	case *mapping.Inbound:
-		r.file = m.File
+		r.file = filepath.Base(m.File) // the header names the file; load errors name its path
 		if isXML {
 			return r, r.traceRequest(m, data, vars)
 		}
 		r.traceReply(m, data, vars)
 	case *mapping.Outbound:
-		r.file = m.File
+		r.file = filepath.Base(m.File)
 		if isXML {
-			return nil, fmt.Errorf("%s maps core events (JSON) to callbacks; give it an event .json file", m.File)
+			return nil, fmt.Errorf("%s maps core events (JSON) to callbacks; give it an event .json file", r.file)
 		}
 		r.traceEvent(m, data, vars)
 	}
@@ -261,7 +344,7 @@ func (r *dryRunResult) traceRequest(m *mapping.Inbound, data []byte, vars mappin
 		return nil
 	}
 	if env.Root != m.Message {
-		return fmt.Errorf("%s is a %s; %s maps %s", r.input, env.Root, m.File, m.Message)
+		return fmt.Errorf("%s is a %s; %s maps %s", r.input, env.Root, r.file, m.Message)
 	}
 	r.notes = append(r.notes, "requestUUID "+dryRunOrNone(env.RequestUUID)+" (signature not checked)")
 	out, lineage, err := m.Request.TraceXMLToJSON(env.Body, vars)

@@ -260,7 +260,7 @@ func TestMappingDryRunJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatalf("%v\n%s", err, out)
 	}
-	if rep.Mapping != "insure.yaml" || rep.Kind != "request" || rep.Error != nil || len(rep.Lineage) != 12 {
+	if rep.Mapping != "insure.yaml" || rep.Kind != "request" || rep.Error != nil || len(rep.Lineage) != 15 { // 12 spec rows + the 3 forwarded extras
 		t.Errorf("report %+v", rep)
 	}
 	if got := string(rep.Output["policy"]); !strings.Contains(got, `"sumPremium": 20.00`) {
@@ -315,7 +315,7 @@ func TestMappingDryRunFinding(t *testing.T) {
 		}
 	}
 	// A broken mapping file is reported with its file and line.
-	broken := dryRunWriteTemp(t, "broken.yaml", []byte("event: x-y\ncallback: aRequest\nreply: aResponse\nbody:\n  - {xml: a, json: a, type: decmial}\n"))
+	broken := dryRunWriteTemp(t, "broken.yaml", []byte("event: x-y\ncallback: aRequest\nreply_root: aResponse\nbody:\n  - {xml: a, json: a, type: decmial}\n"))
 	_, stderr, code := runCLI(t, mappingCommand(), nil, "test", broken, event)
 	if code != 1 || !strings.Contains(stderr, "broken.yaml:5") {
 		t.Errorf("broken mapping: exit %d %q", code, stderr)
@@ -340,7 +340,7 @@ func TestMappingDryRunStdin(t *testing.T) {
 // repeatMapping has what the shipped mappings lack: repeated elements,
 // with personal data inside items, a const, a default and an alias.
 const repeatMapping = `message: listRequest
-reply: listResponse
+reply_root: listResponse
 core: {method: POST, path: /v1/lists}
 request:
   - {xml: policyno, aliases: [polycyno], json: policyNo, type: string, required: true}
@@ -393,4 +393,42 @@ func TestMappingDryRunRepeats(t *testing.T) {
 		t.Errorf("exit %d\n%s", code, out)
 	}
 	dryRunCheckGolden(t, filepath.Join("custom", "list.request.too-many.txt"), out)
+}
+
+// TestMappingExport: `mapping export DIR` writes the built-in mappings,
+// which load as they are, and never overwrites a file.
+func TestMappingExport(t *testing.T) {
+	saved := builtinMappings
+	t.Cleanup(func() { builtinMappings = saved })
+	root, err := filepath.Abs("..") // the module root holds mappings/
+	if err != nil {
+		t.Fatal(err)
+	}
+	builtinMappings = os.DirFS(root)
+	dir := filepath.Join(t.TempDir(), "exported")
+	stdout, stderr, code := runCLI(t, mappingCommand(), nil, "export", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, filepath.Join(dir, "insure.yaml")) {
+		t.Errorf("stdout %q does not name insure.yaml", stdout)
+	}
+	set, err := mapping.LoadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Inbound) != 5 || len(set.Outbound) != 3 || len(set.Warnings) != 0 {
+		t.Errorf("%d inbound, %d outbound, warnings %v", len(set.Inbound), len(set.Outbound), set.Warnings)
+	}
+	if _, stderr, code := runCLI(t, mappingCommand(), nil, "export", dir); code != 1 || !strings.Contains(stderr, "not overwriting") {
+		t.Errorf("second export: exit %d, %s", code, stderr)
+	}
+	// mapping test without --mappings and with no ./mappings folder uses the
+	// built-in ones, saying so.
+	t.Chdir(t.TempDir())
+	sample := filepath.Join(root, "testdata/messages/insureRequest.xml")
+	_, stderr, code = runCLI(t, mappingCommand(), nil, "test", "insureRequest", sample)
+	if code != 0 || !strings.Contains(stderr, "using the built-in mappings") {
+		t.Errorf("built-in fallback: exit %d, stderr %q", code, stderr)
+	}
 }

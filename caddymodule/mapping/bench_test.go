@@ -10,7 +10,7 @@ import (
 // benchFile is insureRequest-like: the spec's rows plus a datetime, an
 // enum, an integer and a short repeat, so every converter is on the path.
 const benchFile = `message: insureRequest
-reply: insureResponse
+reply_root: insureResponse
 core: {method: POST, path: /v1/proposals}
 ignore: [ProjectType]
 request:
@@ -90,7 +90,7 @@ func benchInbound(b testing.TB) *mapping.Inbound {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return m.(*mapping.Inbound)
+	return m.Inbound
 }
 
 func BenchmarkXMLToJSON(b *testing.B) {

@@ -15,9 +15,11 @@ var (
 		"xml", "json", "type", "required", "max_length", "pii", "aliases",
 		"scale", "precision", "json_as", "values", "xml_format", "json_format",
 		"timezone", "const", "var", "default", "omit_empty", "repeat", "fields", "pattern",
+		"trim", "required_if", "allow_empty",
 	}
-	repeatKeys = []string{"min", "max"}
-	typeNames  = "string, decimal, integer, boolean, datetime or enum"
+	requiredIfKeys = []string{"xml", "equals", "present"}
+	repeatKeys     = []string{"min", "max"}
+	typeNames      = "string, decimal, integer, boolean, datetime or enum"
 )
 
 // isVarName: runtime variable names are lower-case snake case.
@@ -44,7 +46,32 @@ func (p *parser) rules(f kv, dir direction, origin string) *Rules {
 		}
 	}
 	r.tree = p.layout(r.rows, dir)
+	p.linkRequiredIf(r)
 	return r
+}
+
+// linkRequiredIf finds, for each required_if: row, the row of the same list
+// whose element it names.
+func (p *parser) linkRequiredIf(r *Rules) {
+	for _, row := range r.rows {
+		if row.reqIfPath == "" {
+			continue
+		}
+		row.reqIf = -1
+		var names []string
+		for j, o := range r.rows {
+			if o.XML == row.reqIfPath && o != row && !o.repeated() {
+				row.reqIf = j
+				break
+			}
+			if o.XML != "" && o != row && !o.repeated() {
+				names = append(names, o.XML)
+			}
+		}
+		if row.reqIf < 0 {
+			p.errAt(row.Line, "required_if: no other row of this list fills xml %q%s", row.reqIfPath, suggest(row.reqIfPath, names))
+		}
+	}
 }
 
 // sources names the source keys of a row for each direction: the path key
@@ -247,6 +274,9 @@ func (p *parser) rowType(n *yaml.Node, f map[string]kv, row *Row) {
 	} else if row.Type == TypeEnum && kf.k == nil {
 		p.errf(n, "type enum needs values: {xml value: json value, …}")
 	}
+	if kf, ok := only("trim", TypeString); ok {
+		row.noTrim = !p.boolean(kf)
+	}
 	p.rowDatetime(n, f, row, only)
 }
 
@@ -270,11 +300,7 @@ func (p *parser) pattern(f kv) *regexp.Regexp {
 }
 
 func (p *parser) rowDatetime(n *yaml.Node, f map[string]kv, row *Row, only func(string, ...Type) (kv, bool)) {
-	format := func(key string) *dtLayout {
-		kf, ok := only(key, TypeDatetime)
-		if !ok {
-			return nil
-		}
+	compile := func(key string, kf kv) *dtLayout {
 		s, ok := p.str(kf)
 		if !ok {
 			return nil
@@ -285,7 +311,38 @@ func (p *parser) rowDatetime(n *yaml.Node, f map[string]kv, row *Row, only func(
 		}
 		return l
 	}
-	row.xmlFmt = format("xml_format")
+	format := func(key string) *dtLayout {
+		kf, ok := only(key, TypeDatetime)
+		if !ok {
+			return nil
+		}
+		return compile(key, kf)
+	}
+	// xml_format: one pattern, or a list whose first entry is canonical
+	// (written on output) and all of which are accepted on input.
+	if kf, ok := only("xml_format", TypeDatetime); ok {
+		if kf.v.Kind != yaml.SequenceNode {
+			row.xmlFmt = compile("xml_format", kf)
+		} else if len(kf.v.Content) == 0 {
+			p.errf(kf.v, "xml_format must be a pattern or a non-empty list of patterns (the first is canonical)")
+		} else {
+			seen := map[string]int{}
+			for i, item := range kf.v.Content {
+				item = resolve(item)
+				if line, dup := seen[item.Value]; dup {
+					p.errf(item, "xml_format %q repeats line %d", item.Value, line)
+					continue
+				}
+				seen[item.Value] = item.Line
+				l := compile("xml_format", kv{kf.k, item})
+				if i == 0 {
+					row.xmlFmt = l
+				} else if l != nil {
+					row.xmlAlts = append(row.xmlAlts, l)
+				}
+			}
+		}
+	}
 	row.jsonFmt = format("json_format")
 	if kf, ok := only("timezone", TypeDatetime); ok {
 		if name, ok := p.str(kf); ok {
@@ -318,6 +375,15 @@ func (p *parser) rowOptions(f map[string]kv, row *Row) {
 			p.errf(kf.k, "omit_empty: applies only to rows that produce XML (reply: and body:); absent values are always left out of JSON")
 		}
 	}
+	if kf, ok := f["required_if"]; ok {
+		p.rowRequiredIf(kf, row)
+	}
+	if kf, ok := f["allow_empty"]; ok {
+		row.noEmpty = !p.boolean(kf)
+		if row.dir != xmlToJSON {
+			p.errf(kf.k, "allow_empty: applies only to request rows (an element present but empty)")
+		}
+	}
 	if kf, ok := f["pii"]; ok {
 		if s, ok := p.str(kf); ok {
 			row.PII = PII(s)
@@ -339,6 +405,63 @@ func (p *parser) rowOptions(f map[string]kv, row *Row) {
 	}
 }
 
+// rowRequiredIf reads required_if: {xml: other element, equals: value or
+// [values]}: the row is required when the other row of the same list
+// produced one of the values (the element text, e.g. "true" for a boolean,
+// the code for an enum); or {xml: other element, present: true|false}:
+// required when the other row produced a value (true) or none (false). Rows producing XML only: a reply or callback that
+// breaks it is refused before it is signed.
+func (p *parser) rowRequiredIf(f kv, row *Row) {
+	if row.dir == xmlToJSON {
+		p.errf(f.k, "required_if: applies only to rows that produce XML (reply: and body:)")
+		return
+	}
+	if row.Required {
+		p.errf(f.k, "required_if: and required: true cannot be combined (the row is always required)")
+		return
+	}
+	c := p.fields(f.v, "required_if", requiredIfKeys)
+	if c == nil {
+		return
+	}
+	xf, ok := c["xml"]
+	if !ok {
+		p.errf(f.v, "required_if needs xml: (the element whose value makes this row required)")
+		return
+	}
+	path, segs := p.xmlPath(xf)
+	if segs == nil {
+		return
+	}
+	ef, ok := c["equals"]
+	pf, hasPresent := c["present"]
+	switch {
+	case ok && hasPresent:
+		p.errf(pf.k, "required_if takes equals: or present:, not both")
+		return
+	case hasPresent:
+		row.reqIfPath, row.reqPresence, row.reqPresent = path, true, p.boolean(pf)
+		return
+	case !ok:
+		p.errf(f.v, "required_if needs equals: (a value or a list of values of %s) or present: true|false", path)
+		return
+	}
+	var vals []string
+	if ef.v.Kind == yaml.SequenceNode {
+		for _, item := range ef.v.Content {
+			if s, ok := p.value(kv{ef.k, resolve(item)}); ok {
+				vals = append(vals, s)
+			}
+		}
+		if len(ef.v.Content) == 0 {
+			p.errf(ef.v, "equals: must not be an empty list")
+		}
+	} else if s, ok := p.value(ef); ok {
+		vals = append(vals, s)
+	}
+	row.reqIfPath, row.reqVals = path, vals
+}
+
 // rowRepeat reads repeat: and fields:.
 func (p *parser) rowRepeat(f map[string]kv, row *Row) {
 	rf, hasRepeat := f["repeat"]
@@ -357,6 +480,9 @@ func (p *parser) rowRepeat(f map[string]kv, row *Row) {
 	}
 	if row.Required {
 		p.errf(f["required"].k, "required: does not apply to a repeated row; use repeat: {min: 1, …}")
+	}
+	if kf, ok := f["required_if"]; ok {
+		p.errf(kf.k, "required_if: does not apply to a repeated row")
 	}
 	r := p.fields(rf.v, "repeat", repeatKeys)
 	if r == nil {

@@ -8,7 +8,7 @@
 // One YAML file per message. An inbound file (platform → core) has
 //
 //	message: insureRequest     # request root: the dispatch key
-//	reply: insureResponse      # reply root
+//	reply_root: insureResponse # reply root
 //	core: {method: POST, path: /v1/proposals}
 //	timezone: Asia/Shanghai    # optional, default +08:00 (for datetime rows)
 //	ignore: [ProjectType, dateInfo/startDate]  # optional: extra elements, signed, never sent
@@ -16,11 +16,12 @@
 //	request: [rows]            # XML (paths under requestBody) → JSON
 //	reply: [rows]              # JSON → reply XML; row order = element order
 //
-// (reply: appears twice, once as a name and once as a list.) An outbound
-// file (core event → platform callback) has event: (lower-case words joined
-// by -, the route /events/<name>), callback: (request root), reply:
-// (platform reply root), optional order_key: and event_id: (JSON paths) and
-// body: [rows] (JSON → XML).
+// The old form, reply: twice (the root as a name, then the rows), is still
+// read with a deprecation warning (File.Warnings, Set.Warnings): YAML
+// forbids a key twice. An outbound file (core event → platform callback)
+// has event: (lower-case words joined by -, the route /events/<name>),
+// callback: (request root), reply_root: (platform reply root), optional
+// order_key: and event_id: (JSON paths) and body: [rows] (JSON → XML).
 //
 // # Rows
 //
@@ -45,7 +46,16 @@
 //     string member or an empty element appear). Not with required.
 //   - aliases: [polycyno] other spellings of the last source segment. If
 //     several are present the canonical spelling wins, then aliases in order.
-//   - max_length: characters (runes), not bytes. Type string only.
+//   - required_if: {xml: resultFlag, equals: true} (rows producing XML
+//     only): the row is required when the named row of the same list
+//     produced one of the values (equals: a value or a list; compared with
+//     the element text, e.g. true for a boolean, the code for an enum).
+//     Breaking it is a FieldError (ReasonMissing) naming the field and the
+//     condition: a reply is then untranslatable, an event refused.
+//   - max_length: characters (runes), not bytes, of the value as sent
+//     (after trimming). Type string only.
+//   - trim: false (type string) keeps white space around the value; by
+//     default it is trimmed.
 //   - pii: name | mobile | id | bank | email | address. Values of such rows are
 //     never quoted in messages; PII.Mask masks them for logs.
 //   - omit_empty: true (XML output only) leaves an absent element out; by
@@ -97,7 +107,8 @@
 // # Types
 //
 //   - string: passed through byte for byte (ciphertext, leading zeros,
-//     trailing X). On the JSON side numbers and booleans are accepted as
+//     trailing X) once trimmed of surrounding XML white space (trim: false
+//     keeps it). On the JSON side numbers and booleans are accepted as
 //     their literal text.
 //   - decimal: -?digits(.digits)? only (no exponent, plus sign, ".5" or
 //     spaces inside). scale: N refuses more than N fraction digits (never
@@ -114,6 +125,8 @@
 //     Java-style patterns of yyyy MM dd HH mm ss SSS with any other
 //     non-letter characters and 'quoted' text literal ("yyyy-MM-dd HH:mm:ss",
 //     "yyyyMMdd", "yyyy-MM-dd HH:mm:ss:SSS"), or the keyword RFC3339.
+//     xml_format: may be a list: every entry is accepted on input, the
+//     first is the canonical one written on output.
 //     Patterns carry no offset: they are read and written in timezone: (row,
 //     else file, else +08:00). Fields are fixed width and dates are checked
 //     (no 2019-02-30).
@@ -122,14 +135,15 @@
 //     boolean). Unknown values are refused listing the allowed ones. Rows
 //     producing XML need a one-to-one map.
 //
-// Surrounding whitespace is trimmed for every type except string.
+// Surrounding XML white space (space, tab, CR, LF) is trimmed from every
+// value before it is checked and sent (strings keep it with trim: false).
+// The signature is not affected: it is computed over the text as parsed.
 //
 // pattern: (types string, decimal, integer, datetime) is a regular
 // expression (RE2) the whole value must match, anchored whether or not it
 // is written with ^ and $, compiled at load. It is matched after the
-// type's own checks: on request rows against the text read (a string
-// exactly as sent to the core, other types trimmed but before canonical
-// formatting, so "(0|[1-9][0-9]*)[.][0-9]{2}" refuses 20.0 and 020.00 that
+// type's own checks: on request rows against the trimmed text (a string
+// exactly as sent to the core, other types before canonical formatting, so "(0|[1-9][0-9]*)[.][0-9]{2}" refuses 20.0 and 020.00 that
 // the decimal type would write as 20.00); on reply and body rows against
 // the element text produced. A mismatch is ReasonPattern, "字段 X 格式不正确",
 // which never quotes the value. Shapes fixed by the spec (mobile numbers,

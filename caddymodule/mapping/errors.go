@@ -83,10 +83,14 @@ func (e *FieldError) Error() string {
 // "字段 policyInfo/sumPremium 不是有效的金额: \"abc\"".
 func (e *FieldError) Message() string {
 	if e.Reason == ReasonMissing {
+		msg := e.origin + "缺少字段 " + e.Path
 		if e.origin == "" {
-			return "缺少必填字段 " + e.Path
+			msg = "缺少必填字段 " + e.Path
 		}
-		return e.origin + "缺少字段 " + e.Path
+		if e.extra != "" { // required_if: the mapping's condition, never input text
+			msg += " (" + e.extra + ")"
+		}
+		return msg
 	}
 	switch e.Reason {
 	case ReasonUnknown:

@@ -280,9 +280,9 @@ func FuzzParseFile(f *testing.F) {
 		"---\n---\n",
 		"message: a\nmessage: b\n",
 		"event: Bad Name\ncallback: x\nreply: y\nbody: []\n",
-		"message: xRequest\nreply: xResponse\ncore: {method: POST, path: /x}\nrequest:\n  - &r {xml: a, json: a, type: string}\n  - *r\nreply:\n  - {xml: b, json: b, type: decmial}\n",
-		"message: xRequest\nreply: xResponse\ncore: {method: POST, path: /x}\nrequest:\n  - {xml: items/item, json: items, repeat: {min: 2, max: 1}, fields: [{xml: c, json: c, type: enum, values: {\"1\": a, \"2\": a}}]}\nreply: []\n",
-		"message: xRequest\nreply: xResponse\ncore: {method: POST, path: /x}\nrequest:\n  - {xml: d, json: d, type: datetime, xml_format: \"yyyy-MM-dd HH:mm:ss.SSS\", json_format: RFC3339, default: \"2019-01-01 00:00:00.000\"}\nreply:\n  - {xml: r, var: now, type: string, max_length: 3}\ntimezone: Asia/Shanghai\n",
+		"message: xRequest\nreply_root: xResponse\ncore: {method: POST, path: /x}\nrequest:\n  - &r {xml: a, json: a, type: string}\n  - *r\nreply:\n  - {xml: b, json: b, type: decmial}\n",
+		"message: xRequest\nreply_root: xResponse\ncore: {method: POST, path: /x}\nrequest:\n  - {xml: items/item, json: items, repeat: {min: 2, max: 1}, fields: [{xml: c, json: c, type: enum, values: {\"1\": a, \"2\": a}}]}\nreply: []\n",
+		"message: xRequest\nreply_root: xResponse\ncore: {method: POST, path: /x}\nrequest:\n  - {xml: d, json: d, type: datetime, xml_format: \"yyyy-MM-dd HH:mm:ss.SSS\", json_format: RFC3339, default: \"2019-01-01 00:00:00.000\"}\nreply:\n  - {xml: r, var: now, type: string, max_length: 3}\ntimezone: Asia/Shanghai\n",
 		"a: [\n",
 		"\t- x",
 	} {
@@ -299,14 +299,16 @@ func FuzzParseFile(f *testing.F) {
 			fzCheckLoadError(t, data, err)
 			return
 		}
-		switch m := m.(type) {
-		case *mapping.Inbound:
+		switch {
+		case m.Inbound != nil && m.Outbound == nil:
+			m := m.Inbound
 			if m.Request == nil || m.Reply == nil || !protocol.ValidName(m.Message) || !protocol.ValidName(m.ReplyRoot) {
 				t.Fatalf("loaded inbound mapping is incomplete: %+v", m)
 			}
 			m.Request.XMLToJSON(body, fzVars)
 			fzRunJSON(t, m.Reply, m.ReplyRoot, protocol.ResponseMessage, replies)
-		case *mapping.Outbound:
+		case m.Outbound != nil && m.Inbound == nil:
+			m := m.Outbound
 			if m.Body == nil || !protocol.ValidName(m.Callback) || !protocol.ValidName(m.ReplyRoot) {
 				t.Fatalf("loaded outbound mapping is incomplete: %+v", m)
 			}
@@ -315,7 +317,7 @@ func FuzzParseFile(f *testing.F) {
 				m.Keys(data)
 			}
 		default:
-			t.Fatalf("ParseFile returned %T", m)
+			t.Fatalf("ParseFile returned %+v", m)
 		}
 	})
 }

@@ -13,7 +13,7 @@ import (
 
 // fileHead is an inbound file up to its request rows, which start on line 7.
 const fileHead = `message: testRequest
-reply: testResponse
+reply_root: testResponse
 core: {method: POST, path: /v1/test}
 reply:
   - {xml: resultFlag, json: accepted, type: boolean}
@@ -27,30 +27,30 @@ func requestRules(t *testing.T, rows string) *mapping.Rules {
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	return m.(*mapping.Inbound).Request
+	return m.Inbound.Request
 }
 
 // replyRules compiles rows as the reply rows of an inbound file.
 func replyRules(t *testing.T, rows string) *mapping.Rules {
 	t.Helper()
-	src := "message: testRequest\nreply: testResponse\ncore: {method: POST, path: /v1/test}\n" +
+	src := "message: testRequest\nreply_root: testResponse\ncore: {method: POST, path: /v1/test}\n" +
 		"request:\n  - {xml: a, json: a, type: string}\nreply:\n" + rows
 	m, err := mapping.ParseFile("t.yaml", []byte(src))
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	return m.(*mapping.Inbound).Reply
+	return m.Inbound.Reply
 }
 
 // bodyRules compiles rows as the body of an outbound file.
 func bodyRules(t *testing.T, rows string) *mapping.Rules {
 	t.Helper()
-	src := "event: test-event\ncallback: queryTestRequest\nreply: queryTestResponse\nbody:\n" + rows
+	src := "event: test-event\ncallback: queryTestRequest\nreply_root: queryTestResponse\nbody:\n" + rows
 	m, err := mapping.ParseFile("t.yaml", []byte(src))
 	if err != nil {
 		t.Fatalf("load: %v", err)
 	}
-	return m.(*mapping.Outbound).Body
+	return m.Outbound.Body
 }
 
 // body parses <requestBody>inner</requestBody> with xmlquery, as the

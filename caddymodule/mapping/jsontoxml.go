@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 )
@@ -73,7 +75,44 @@ func (r *Rules) elements(obj map[string]any, vars Vars, tr *tracer) ([]protocol.
 			return nil, fe
 		}
 	}
+	for i, row := range r.rows {
+		if fe := row.checkRequiredIf(vals, i); fe != nil {
+			return nil, fe
+		}
+	}
 	return r.build(r.tree, vals), nil
+}
+
+// checkRequiredIf refuses a required_if: row left without a value while the
+// row it names produced one of its values. The message names the field and
+// the mapping's condition, never a value from the input.
+func (row *Row) checkRequiredIf(vals []xval, i int) *FieldError {
+	if row.reqIfPath == "" || row.reqIf < 0 || vals[i].present {
+		return nil
+	}
+	other := vals[row.reqIf]
+	var en, zh string
+	switch {
+	case row.reqPresence && row.reqPresent:
+		if !other.present {
+			return nil
+		}
+		en, zh = "when "+row.reqIfPath+" has a value", row.reqIfPath+" 有值时必填"
+	case row.reqPresence:
+		if other.present {
+			return nil
+		}
+		en, zh = "when "+row.reqIfPath+" has none", row.reqIfPath+" 为空时必填"
+	default:
+		if !other.present || !slices.Contains(row.reqVals, other.text) {
+			return nil
+		}
+		en = "when " + row.reqIfPath + " is " + strings.Join(row.reqVals, " or ")
+		zh = row.reqIfPath + " 为 " + strings.Join(row.reqVals, " 或 ") + " 时必填"
+	}
+	e := row.fieldErr(ReasonMissing, "required value missing (required "+en+")")
+	e.extra = zh
+	return e
 }
 
 // build lays the row results out as elements. A container whose children

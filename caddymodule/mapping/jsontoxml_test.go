@@ -34,10 +34,10 @@ func TestJSONToXML(t *testing.T) {
 			"  - {xml: a, json: a, type: string, omit_empty: true}\n  - {xml: b, json: b, type: string, omit_empty: true}\n  - {xml: c, json: c, type: string}\n",
 			`{"a":null,"b":"","c":"x"}`, nil,
 			`<c>x</c>`},
-		{"strings keep digits and spaces; numbers and booleans as text",
-			"  - {xml: a, json: a, type: string}\n  - {xml: b, json: b, type: string}\n  - {xml: c, json: c, type: string}\n  - {xml: d, json: d, type: string}\n",
-			`{"a":"007","b":" x y ","c":12345678901234567890,"d":true}`, nil,
-			`<a>007</a><b> x y </b><c>12345678901234567890</c><d>true</d>`},
+		{"strings keep digits and inner spaces, trimmed; numbers and booleans as text",
+			"  - {xml: a, json: a, type: string}\n  - {xml: b, json: b, type: string}\n  - {xml: c, json: c, type: string}\n  - {xml: d, json: d, type: string}\n  - {xml: e, json: e, type: string, trim: false}\n",
+			`{"a":"007","b":" x y ","c":12345678901234567890,"d":true,"e":" x "}`, nil,
+			`<a>007</a><b>x y</b><c>12345678901234567890</c><d>true</d><e> x </e>`},
 		{"booleans from JSON booleans or strings",
 			"  - {xml: a, json: a, type: boolean}\n  - {xml: b, json: b, type: boolean}\n",
 			`{"a":true,"b":"FALSE"}`, nil,
@@ -255,12 +255,12 @@ func TestJSONToXMLInvalidJSON(t *testing.T) {
 }
 
 func TestOutboundKeys(t *testing.T) {
-	src := "event: policy-paid\ncallback: queryPolicyRequest\nreply: queryPolicyResponse\norder_key: policy.no\nevent_id: eventId\nbody:\n  - {xml: policyNo, json: policy.no, type: string}\n"
+	src := "event: policy-paid\ncallback: queryPolicyRequest\nreply_root: queryPolicyResponse\norder_key: policy.no\nevent_id: eventId\nbody:\n  - {xml: policyNo, json: policy.no, type: string}\n"
 	m, err := mapping.ParseFile("paid.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := m.(*mapping.Outbound)
+	out := m.Outbound
 	if out.OrderKey != "policy.no" || out.EventID != "eventId" {
 		t.Fatalf("order_key %q event_id %q", out.OrderKey, out.EventID)
 	}

@@ -20,9 +20,10 @@ import (
 )
 
 // LoadDir loads every *.yaml and *.yml file of dir (not recursive; names
-// starting with "." are skipped). Errors name the file relative to dir and
-// the line: "insure.yaml:12: unknown type \"decmial\" …"; all problems of
-// all files are reported, joined.
+// starting with "." are skipped). Errors name the file as configured,
+// folder and name, and the line: "mappings/insure.yaml:12: unknown type
+// \"decmial\" …"; all problems of all files are reported, joined.
+// Warnings (deprecated forms) are in Set.Warnings.
 func LoadDir(dir string) (*Set, error) {
 	if dir == "" {
 		return nil, fmt.Errorf("%w: mapping folder not set", ErrNoMappings)
@@ -52,15 +53,16 @@ func load(fsys fs.FS, dir, label string) (*Set, error) {
 		files++
 		data, err := fs.ReadFile(fsys, path.Join(dir, name))
 		if err != nil {
-			errs = append(errs, fmt.Errorf("reading mapping %q: %w", name, err))
+			errs = append(errs, fmt.Errorf("reading mapping %q: %w", path.Join(label, name), err))
 			continue
 		}
-		m, err := ParseFile(name, data)
+		f, err := ParseFile(path.Join(label, name), data)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if err := set.add(m); err != nil {
+		set.Warnings = append(set.Warnings, f.Warnings...)
+		if err := set.add(f); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -74,15 +76,15 @@ func load(fsys fs.FS, dir, label string) (*Set, error) {
 }
 
 // add registers a parsed file; two files may not claim one message or event.
-func (s *Set) add(m any) error {
-	switch m := m.(type) {
-	case *Inbound:
+func (s *Set) add(f *File) error {
+	if m := f.Inbound; m != nil {
 		if prev, ok := s.Inbound[m.Message]; ok {
 			return &LoadError{File: m.File, Line: m.line,
 				Msg: fmt.Sprintf("message %q is already mapped by %s:%d", m.Message, prev.File, prev.line)}
 		}
 		s.Inbound[m.Message] = m
-	case *Outbound:
+	}
+	if m := f.Outbound; m != nil {
 		if prev, ok := s.Outbound[m.Event]; ok {
 			return &LoadError{File: m.File, Line: m.line,
 				Msg: fmt.Sprintf("event %q is already mapped by %s:%d", m.Event, prev.File, prev.line)}
@@ -92,10 +94,27 @@ func (s *Set) add(m any) error {
 	return nil
 }
 
-// ParseFile parses and compiles one mapping file; name is used in errors
-// and as File. The result is *Inbound (the file has message:) or *Outbound
-// (it has event:).
-func ParseFile(name string, data []byte) (any, error) {
+// File is one parsed mapping file: exactly one of Inbound (the file has
+// message:) and Outbound (it has event:) is set.
+type File struct {
+	Inbound  *Inbound
+	Outbound *Outbound
+	// Warnings are problems that do not stop loading (deprecated forms),
+	// each located by file and line.
+	Warnings []*LoadError
+}
+
+// Name is the file name the mapping came from.
+func (f *File) Name() string {
+	if f.Inbound != nil {
+		return f.Inbound.File
+	}
+	return f.Outbound.File
+}
+
+// ParseFile parses and compiles one mapping file; name (the path as
+// configured) is used in errors and as File.
+func ParseFile(name string, data []byte) (*File, error) {
 	p := &parser{file: name, zone: defaultZone}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
@@ -120,11 +139,12 @@ func ParseFile(name string, data []byte) (any, error) {
 		p.errf(nil, "empty mapping file")
 		return nil, p.err()
 	}
-	m := p.file1(doc.Content[0])
+	f := p.file1(doc.Content[0])
 	if err := p.err(); err != nil {
 		return nil, err
 	}
-	return m, nil
+	f.Warnings = p.warns
+	return f, nil
 }
 
 // implicitNull is a document with nothing in it ("---" alone, or only
@@ -136,9 +156,14 @@ func implicitNull(n *yaml.Node) bool {
 
 // parser collects every problem of one file.
 type parser struct {
-	file string
-	zone *time.Location // file default for datetime rows
-	errs []error
+	file  string
+	zone  *time.Location // file default for datetime rows
+	errs  []error
+	warns []*LoadError
+}
+
+func (p *parser) warnf(n *yaml.Node, format string, args ...any) {
+	p.warns = append(p.warns, &LoadError{File: p.file, Line: n.Line, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (p *parser) errf(n *yaml.Node, format string, args ...any) {
@@ -170,11 +195,15 @@ func (p *parser) err() error {
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // yamlErr turns "yaml: line 3: did not find expected key" into file:3.
-// yaml.v3 gives no line for some problems; yamlProblemLine finds it.
+// yaml.v3 reports some problems at the line where the enclosing block
+// starts (an indentation slip on line 75 inside the rows that start on
+// line 16 reads "line 16: did not find expected key"); yamlSyntaxLine
+// finds the line the problem is on. yaml.v3 gives no line at all for some
+// problems; yamlProblemLine finds it.
 func (p *parser) yamlErr(err error, data []byte) {
 	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		p.errAt(line, "%s", m[2])
+		p.errAt(yamlSyntaxLine(data, line, m[2]), "%s", m[2])
 		return
 	}
 	msg := strings.TrimPrefix(err.Error(), "yaml: ")
@@ -303,17 +332,19 @@ func (p *parser) value(f kv) (string, bool) {
 }
 
 var (
-	inboundKeys  = []string{"message", "reply", "core", "request", "timezone", "ignore", "unknown_elements"}
-	outboundKeys = []string{"event", "callback", "reply", "order_key", "event_id", "body", "timezone"}
+	inboundKeys  = []string{"message", "reply_root", "reply", "core", "request", "timezone", "ignore", "unknown_elements"}
+	outboundKeys = []string{"event", "callback", "reply_root", "reply", "order_key", "event_id", "body", "timezone"}
 	coreKeys     = []string{"method", "path"}
 	httpMethods  = []string{"GET", "POST", "PUT", "PATCH", "DELETE"}
 	eventName    = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 )
 
-// file1 compiles the top-level mapping. In inbound files `reply:` appears
-// twice, as in the contract: once with the reply root (a name) and once
-// with the reply rows (a list); the YAML kind tells them apart.
-func (p *parser) file1(n *yaml.Node) any {
+// file1 compiles the top-level mapping. The reply root element is
+// reply_root:; reply: holds the reply rows (inbound). The old form, where
+// inbound files had reply: twice (the root as a name, then the rows as a
+// list) is still read, with a deprecation warning: YAML forbids a key
+// twice, so editors, linters and yq reject it or drop one.
+func (p *parser) file1(n *yaml.Node) *File {
 	n = resolve(n)
 	if n.Kind != yaml.MappingNode {
 		p.errf(n, "a mapping file is a YAML mapping starting with message: (inbound) or event: (outbound)")
@@ -348,9 +379,13 @@ func (p *parser) file1(n *yaml.Node) any {
 			continue
 		}
 		key := k.Value
-		if key == "reply" && v.Kind == yaml.SequenceNode {
+		if key == "reply" && v.Kind != yaml.SequenceNode {
+			p.warnf(k, "reply: with the reply root element is deprecated; write reply_root: %s (YAML forbids a key twice)", v.Value)
+			key = "reply_root"
+		}
+		if key == "reply" {
 			if outbound {
-				p.errf(k, "reply: of an outbound mapping is the platform reply root; rows go under body:")
+				p.errf(k, "an outbound mapping has no reply rows; rows go under body:, the platform reply root under reply_root:")
 				continue
 			}
 			if replyRows.k != nil {
@@ -377,9 +412,9 @@ func (p *parser) file1(n *yaml.Node) any {
 		}
 	}
 	if inbound {
-		return p.inbound(n, top, replyRows)
+		return &File{Inbound: p.inbound(n, top, replyRows)}
 	}
-	return p.outbound(n, top)
+	return &File{Outbound: p.outbound(n, top)}
 }
 
 // rootName reads a required XML root element name.
@@ -406,7 +441,7 @@ func (p *parser) inbound(n *yaml.Node, top map[string]kv, replyRows kv) *Inbound
 	if f, ok := top["message"]; ok {
 		m.line = f.v.Line
 	}
-	m.ReplyRoot = p.rootName(n, top, "reply", "reply root element, e.g. insureResponse")
+	m.ReplyRoot = p.rootName(n, top, "reply_root", "reply root element, e.g. insureResponse")
 	if f, ok := top["core"]; !ok {
 		p.errf(n, "missing core: (method and path of the core call)")
 	} else {
@@ -466,7 +501,7 @@ func (p *parser) outbound(n *yaml.Node, top map[string]kv) *Outbound {
 		}
 	}
 	m.Callback = p.rootName(n, top, "callback", "callback request root element, e.g. queryPolicyRequest")
-	m.ReplyRoot = p.rootName(n, top, "reply", "platform reply root element, e.g. queryPolicyResponse")
+	m.ReplyRoot = p.rootName(n, top, "reply_root", "platform reply root element, e.g. queryPolicyResponse")
 	if f, ok := top["order_key"]; ok {
 		m.OrderKey, m.orderSeg = p.jsonPath(f)
 	}

@@ -194,7 +194,7 @@ func TestParseRowErrors(t *testing.T) {
 // TestParseReplyRowErrors covers checks that only apply to rows producing
 // XML. Reply rows start on line 7.
 func TestParseReplyRowErrors(t *testing.T) {
-	head := "message: testRequest\nreply: testResponse\ncore: {method: POST, path: /v1/test}\nrequest:\n  - {xml: a, json: a, type: string}\nreply:\n"
+	head := "message: testRequest\nreply_root: testResponse\ncore: {method: POST, path: /v1/test}\nrequest:\n  - {xml: a, json: a, type: string}\nreply:\n"
 	cases := []struct{ name, rows, want string }{
 		{"missing xml",
 			"  - {json: accepted, type: boolean}\n",
@@ -238,44 +238,44 @@ func TestParseFileErrors(t *testing.T) {
 		{"neither message nor event", "reply: x\n" + rows, `t.yaml:1: missing message: (inbound request root) or event: (outbound event name)`},
 		{"both message and event", "message: a\nevent: b\n", `t.yaml:1: a mapping file has message: (inbound) or event: (outbound), not both`},
 		{"missing reply root", "message: aRequest\ncore: {method: POST, path: /x}\n" + rows,
-			`t.yaml:1: missing reply: (reply root element, e.g. insureResponse)`},
-		{"missing reply rows", "message: aRequest\nreply: aResponse\ncore: {method: POST, path: /x}\nrequest: []\n",
+			`t.yaml:1: missing reply_root: (reply root element, e.g. insureResponse)`},
+		{"missing reply rows", "message: aRequest\nreply_root: aResponse\ncore: {method: POST, path: /x}\nrequest: []\n",
 			`t.yaml:1: missing reply: rows (core JSON → reply XML)`},
-		{"missing request", "message: aRequest\nreply: aResponse\ncore: {method: POST, path: /x}\nreply: []\n",
+		{"missing request", "message: aRequest\nreply_root: aResponse\ncore: {method: POST, path: /x}\nreply: []\n",
 			`t.yaml:1: missing request: rows (platform XML → core JSON)`},
-		{"missing core", "message: aRequest\nreply: aResponse\n" + rows,
+		{"missing core", "message: aRequest\nreply_root: aResponse\n" + rows,
 			`t.yaml:1: missing core: (method and path of the core call)`},
-		{"missing core method", "message: aRequest\nreply: aResponse\ncore: {path: /x}\n" + rows,
+		{"missing core method", "message: aRequest\nreply_root: aResponse\ncore: {path: /x}\n" + rows,
 			`t.yaml:3: missing core.method (GET, POST, PUT, PATCH or DELETE)`},
-		{"bad core method", "message: aRequest\nreply: aResponse\ncore:\n  method: post\n  path: /x\n" + rows,
+		{"bad core method", "message: aRequest\nreply_root: aResponse\ncore:\n  method: post\n  path: /x\n" + rows,
 			`t.yaml:4: core.method "post" must be one of GET, POST, PUT, PATCH, DELETE`},
-		{"bad core path", "message: aRequest\nreply: aResponse\ncore: {method: POST, path: v1/x}\n" + rows,
+		{"bad core path", "message: aRequest\nreply_root: aResponse\ncore: {method: POST, path: v1/x}\n" + rows,
 			`t.yaml:3: core.path "v1/x" must start with / and contain no spaces`},
-		{"unknown core key", "message: aRequest\nreply: aResponse\ncore: {method: POST, path: /x, timeout: 5s}\n" + rows,
+		{"unknown core key", "message: aRequest\nreply_root: aResponse\ncore: {method: POST, path: /x, timeout: 5s}\n" + rows,
 			`t.yaml:3: unknown key "timeout" in core`},
-		{"bad root name", "message: \"a b\"\nreply: aResponse\ncore: {method: POST, path: /x}\n" + rows,
+		{"bad root name", "message: \"a b\"\nreply_root: aResponse\ncore: {method: POST, path: /x}\n" + rows,
 			`t.yaml:1: message "a b" is not a valid element name`},
-		{"unknown top key", "message: aRequest\nreply: aResponse\ncore: {method: POST, path: /x}\nrequets: []\n" + rows,
+		{"unknown top key", "message: aRequest\nreply_root: aResponse\ncore: {method: POST, path: /x}\nrequets: []\n" + rows,
 			`t.yaml:4: unknown key "requets" in inbound mapping (did you mean "request"?)`},
-		{"outbound key in an inbound file", "message: aRequest\nreply: aResponse\ncore: {method: POST, path: /x}\nbody: []\n" + rows,
+		{"outbound key in an inbound file", "message: aRequest\nreply_root: aResponse\ncore: {method: POST, path: /x}\nbody: []\n" + rows,
 			`t.yaml:4: unknown key "body" in inbound mapping`},
-		{"duplicate top key", "message: aRequest\nreply: aResponse\ncore: {method: POST, path: /x}\n" + rows + "message: bRequest\n",
+		{"duplicate top key", "message: aRequest\nreply_root: aResponse\ncore: {method: POST, path: /x}\n" + rows + "message: bRequest\n",
 			`t.yaml:8: duplicate key "message" (first at line 1)`},
-		{"duplicate reply rows", "message: aRequest\nreply: aResponse\ncore: {method: POST, path: /x}\n" + rows + "reply: []\n",
+		{"duplicate reply rows", "message: aRequest\nreply_root: aResponse\ncore: {method: POST, path: /x}\n" + rows + "reply: []\n",
 			`t.yaml:8: duplicate reply rows (first at line 6)`},
-		{"rows not a list", "message: aRequest\nreply: aResponse\ncore: {method: POST, path: /x}\nrequest: {xml: a}\nreply: []\n",
+		{"rows not a list", "message: aRequest\nreply_root: aResponse\ncore: {method: POST, path: /x}\nrequest: {xml: a}\nreply: []\n",
 			`t.yaml:4: request: must be a list of rows`},
-		{"bad file timezone", "message: aRequest\nreply: aResponse\ntimezone: Nowhere/Land\ncore: {method: POST, path: /x}\n" + rows,
+		{"bad file timezone", "message: aRequest\nreply_root: aResponse\ntimezone: Nowhere/Land\ncore: {method: POST, path: /x}\n" + rows,
 			`t.yaml:3: unknown timezone "Nowhere/Land" (use an IANA name such as Asia/Shanghai or an offset such as +08:00)`},
-		{"outbound bad event name", "event: Policy_Paid\ncallback: qRequest\nreply: qResponse\nbody: []\n",
+		{"outbound bad event name", "event: Policy_Paid\ncallback: qRequest\nreply_root: qResponse\nbody: []\n",
 			`t.yaml:1: event "Policy_Paid" must be lower-case words joined by -, e.g. policy-paid`},
-		{"outbound reply rows", "event: paid\ncallback: qRequest\nreply: qResponse\nbody: []\nreply:\n  - {xml: a, json: a, type: string}\n",
-			`t.yaml:5: reply: of an outbound mapping is the platform reply root; rows go under body:`},
-		{"outbound missing body and callback", "event: paid\nreply: qResponse\n",
+		{"outbound reply rows", "event: paid\ncallback: qRequest\nreply_root: qResponse\nbody: []\nreply:\n  - {xml: a, json: a, type: string}\n",
+			`t.yaml:5: an outbound mapping has no reply rows; rows go under body:, the platform reply root under reply_root:`},
+		{"outbound missing body and callback", "event: paid\nreply_root: qResponse\n",
 			"t.yaml:1: missing callback: (callback request root element, e.g. queryPolicyRequest)\nt.yaml:1: missing body: rows (event JSON → callback XML)"},
-		{"outbound bad order_key", "event: paid\ncallback: qRequest\nreply: qResponse\norder_key: policy..no\nbody: []\n",
+		{"outbound bad order_key", "event: paid\ncallback: qRequest\nreply_root: qResponse\norder_key: policy..no\nbody: []\n",
 			`t.yaml:4: order_key path "policy..no" has an empty segment`},
-		{"inbound key in an outbound file", "event: paid\ncallback: qRequest\nreply: qResponse\nbody: []\ncore: {method: POST, path: /x}\n",
+		{"inbound key in an outbound file", "event: paid\ncallback: qRequest\nreply_root: qResponse\nbody: []\ncore: {method: POST, path: /x}\n",
 			`t.yaml:5: unknown key "core" in outbound mapping`},
 	}
 	for _, tc := range cases {
@@ -307,7 +307,7 @@ insure.yaml:9: type enum needs values: {xml value: json value, …}`
 func TestParseCompiles(t *testing.T) {
 	src := `# a comment
 message: insureRequest
-reply: insureResponse
+reply_root: insureResponse
 core:
   method: POST
   path: /v1/proposals
@@ -326,10 +326,7 @@ reply:
 	if err != nil {
 		t.Fatal(err)
 	}
-	in, ok := m.(*mapping.Inbound)
-	if !ok {
-		t.Fatalf("%T", m)
-	}
+	in := m.Inbound
 	if in.File != "insure.yaml" || in.Message != "insureRequest" || in.ReplyRoot != "insureResponse" ||
 		in.Method != "POST" || in.Path != "/v1/proposals" {
 		t.Errorf("inbound %+v", in)

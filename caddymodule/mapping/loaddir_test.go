@@ -13,7 +13,7 @@ import (
 
 const (
 	insureFile = `message: insureRequest
-reply: insureResponse
+reply_root: insureResponse
 core: {method: POST, path: /v1/proposals}
 request:
   - {xml: applicantInfo/name, json: applicant.name, type: string, required: true}
@@ -22,7 +22,7 @@ reply:
 `
 	paidFile = `event: policy-paid
 callback: queryPolicyRequest
-reply: queryPolicyResponse
+reply_root: queryPolicyResponse
 order_key: policyNo
 event_id: eventId
 body:
@@ -61,11 +61,11 @@ func TestLoadDir(t *testing.T) {
 		t.Fatalf("%d inbound, %d outbound", len(set.Inbound), len(set.Outbound))
 	}
 	in := set.Inbound["insureRequest"]
-	if in == nil || in.File != "insure.yaml" || in.ReplyRoot != "insureResponse" {
+	if in == nil || in.File != filepath.Join(dir, "insure.yaml") || in.ReplyRoot != "insureResponse" {
 		t.Errorf("inbound %+v", in)
 	}
 	out := set.Outbound["policy-paid"]
-	if out == nil || out.File != "policy-paid.yml" || out.Callback != "queryPolicyRequest" ||
+	if out == nil || out.File != filepath.Join(dir, "policy-paid.yml") || out.Callback != "queryPolicyRequest" ||
 		out.ReplyRoot != "queryPolicyResponse" || out.OrderKey != "policyNo" || out.EventID != "eventId" {
 		t.Errorf("outbound %+v", out)
 	}
@@ -83,8 +83,9 @@ func TestLoadDirErrors(t *testing.T) {
 			"c.yaml": insureFile,
 		})
 		_, err := mapping.LoadDir(dir)
-		want := `a.yaml:5: unknown type "decmial" (want string, decimal, integer, boolean, datetime or enum)
-b.yaml:7: unknown key "colour" in row`
+		// Files are named as configured: the folder and the name.
+		want := dir + `/a.yaml:5: unknown type "decmial" (want string, decimal, integer, boolean, datetime or enum)
+` + dir + `/b.yaml:7: unknown key "colour" in row`
 		if err == nil || err.Error() != want {
 			t.Fatalf("error\n got %v\nwant %s", err, want)
 		}
@@ -92,21 +93,21 @@ b.yaml:7: unknown key "colour" in row`
 			t.Error("not ErrInvalidMapping")
 		}
 		var le *mapping.LoadError
-		if !errors.As(err, &le) || le.File != "a.yaml" || le.Line != 5 {
+		if !errors.As(err, &le) || le.File != dir+"/a.yaml" || le.Line != 5 {
 			t.Errorf("first LoadError %+v", le)
 		}
 	})
 	t.Run("two files claim one message", func(t *testing.T) {
 		dir := writeFiles(t, map[string]string{"a.yaml": insureFile, "b.yaml": "# copy\n" + insureFile})
 		_, err := mapping.LoadDir(dir)
-		if want := `b.yaml:2: message "insureRequest" is already mapped by a.yaml:1`; err == nil || err.Error() != want {
+		if want := dir + `/b.yaml:2: message "insureRequest" is already mapped by ` + dir + `/a.yaml:1`; err == nil || err.Error() != want {
 			t.Errorf("error\n got %v\nwant %s", err, want)
 		}
 	})
 	t.Run("two files claim one event", func(t *testing.T) {
 		dir := writeFiles(t, map[string]string{"a.yaml": paidFile, "b.yml": paidFile})
 		_, err := mapping.LoadDir(dir)
-		if want := `b.yml:1: event "policy-paid" is already mapped by a.yaml:1`; err == nil || err.Error() != want {
+		if want := dir + `/b.yml:1: event "policy-paid" is already mapped by ` + dir + `/a.yaml:1`; err == nil || err.Error() != want {
 			t.Errorf("error\n got %v\nwant %s", err, want)
 		}
 	})

@@ -42,6 +42,9 @@ type Vars map[string]string
 type Set struct {
 	Inbound  map[string]*Inbound  // by request root, e.g. "insureRequest"
 	Outbound map[string]*Outbound // by event name, e.g. "policy-paid"
+	// Warnings are the files' non-fatal problems (deprecated forms), each
+	// located by file and line.
+	Warnings []*LoadError
 }
 
 // Inbound maps one platform request to a core call and the core's answer
@@ -128,10 +131,22 @@ type Row struct {
 	asString  bool     // json_as: string
 	enum      *enumMap
 	pattern   *regexp.Regexp // anchored; nil = any
-	xmlFmt    *dtLayout
+	xmlFmt    *dtLayout      // canonical xml_format (the first): what rows producing XML write
+	xmlAlts   []*dtLayout    // further accepted xml_format entries (input only)
 	jsonFmt   *dtLayout
 	zone      *time.Location
 	omitEmpty bool
+	noTrim    bool // trim: false — keep white space around the value
+	noEmpty   bool // allow_empty: false — an element present but blank is refused
+
+	// required_if: the row is required when the row at reqIf (index in the
+	// same Rules) produced one of reqVals, or (reqPresence) when it
+	// produced a value (reqPresent) or none (!reqPresent).
+	reqIf       int
+	reqIfPath   string
+	reqVals     []string
+	reqPresence bool
+	reqPresent  bool
 
 	hasConst   bool
 	constOut   string // const already converted to the target form

@@ -64,15 +64,15 @@ func TestStrictStructureRefusals(t *testing.T) {
 				{"<ProjectType>uaIhkKbqGVpuJce8UzgqRA==</ProjectType>", ""},
 				{"<sumPremium>", "<ProjectType>uaIhkKbqGVpuJce8UzgqRA==</ProjectType><sumPremium>"}},
 			reason: mapping.ReasonUnknown, path: "policyInfo", message: "未知字段: policyInfo 下含有本接口未定义的元素", element: "ProjectType"},
-		{name: "ignored element holding an element", sample: "insureRequest.xml",
+		{name: "forwarded extra holding an element", sample: "insureRequest.xml",
 			edits:  [][2]string{{"<startDate>2019-05-01 00:00:00</startDate>", "<startDate>2019-05-01<x> 00:00:00</x></startDate>"}},
-			reason: mapping.ReasonNested, path: "dateInfo/startDate", message: "字段 dateInfo/startDate 不是单一值(含有子元素)"},
+			reason: mapping.ReasonInvalid, path: "dateInfo/startDate", message: "字段 dateInfo/startDate 不是有效的日期时间(格式 yyyy-MM-dd HH:mm:ss)"},
 		{name: "ignored element out of shape", sample: "insureRequest.xml",
 			edits: [][2]string{
 				{"<ProjectType>uaIhkKbqGVpuJce8UzgqRA==</ProjectType>", "<ProjectType>uaIhkKbqGVpuJce8UzgqRA==2</ProjectType>"},
 				{"<sumPremium>20.00</sumPremium>", "<sumPremium>0.00</sumPremium>"}},
 			reason: mapping.ReasonPattern, path: "applicantInfo/ProjectType", message: "字段 applicantInfo/ProjectType 格式不正确"},
-		{name: "ignored element emptied", sample: "insureRequest.xml",
+		{name: "forwarded extra emptied (allow_empty: false)", sample: "insureRequest.xml",
 			edits: [][2]string{
 				{"</endorseText>", "2019-05-01 00:00:00</endorseText>"},
 				{"<startDate>2019-05-01 00:00:00</startDate>", "<startDate/>"}},
@@ -173,9 +173,10 @@ func TestStrictHarmlessRearrangements(t *testing.T) {
 	}
 }
 
-// TestStrictDeclaredExtrasAreDropped: the real-traffic extras of
-// insureRequest are signed (V has their text) but never reach the core.
-func TestStrictDeclaredExtrasAreDropped(t *testing.T) {
+// TestStrictDeclaredExtrasAreForwarded: the real-traffic extras of
+// insureRequest are signed (V has their text) and reach the core as the
+// optional fields project.type, period.start and period.end.
+func TestStrictDeclaredExtrasAreForwarded(t *testing.T) {
 	env := parseSigned(t, readSample(t, "insureRequest.xml"))
 	out, err := shippedSet(t).Inbound["insureRequest"].Request.XMLToJSON(env.Body, fixedVars)
 	if err != nil {
@@ -185,8 +186,10 @@ func TestStrictDeclaredExtrasAreDropped(t *testing.T) {
 		if !bytes.Contains(env.SignedValue(), []byte(extra)) {
 			t.Errorf("%s is not signed", extra)
 		}
-		if bytes.Contains(out, []byte(extra)) {
-			t.Errorf("%s reaches the core: %s", extra, out)
+	}
+	for _, sent := range []string{`"type":"uaIhkKbqGVpuJce8UzgqRA=="`, `"start":"2019-05-01T00:00:00+08:00"`, `"end":"2019-07-29T23:59:59+08:00"`} {
+		if !bytes.Contains(out, []byte(sent)) {
+			t.Errorf("%s does not reach the core: %s", sent, out)
 		}
 	}
 }
@@ -241,6 +244,8 @@ func TestPatternRows(t *testing.T) {
 	ok := map[string]string{
 		"<m>13858012345</m><p> 20.00 </p><n>30</n><d>2019-04-01</d>": `{"m":"13858012345","p":20.00,"n":30,"d":"2019-04-01T00:00:00+08:00"}`,
 		"<p>0.50</p>": `{"p":0.50}`,
+		// Strings are matched as sent: trimmed.
+		"<m> 13858012345\n</m>": `{"m":"13858012345"}`,
 	}
 	for in, want := range ok {
 		got, err := r.XMLToJSON(body(t, in), nil)
@@ -251,7 +256,6 @@ func TestPatternRows(t *testing.T) {
 	refused := map[string]string{
 		"<m>138580123456</m>": "m", // anchored at the end
 		"<m>x13858012345</m>": "m", // anchored at the start
-		"<m> 13858012345</m>": "m", // strings are matched as sent
 		"<p>20.0</p>":         "p", // the decimal type would write 20.00
 		"<p>020.00</p>":       "p",
 		"<n>030</n>":          "n",

@@ -420,6 +420,18 @@ func (r *Row) Rule() string {
 	if r.Required {
 		add("required")
 	}
+	switch {
+	case r.reqPresence:
+		add("required_if", r.reqIfPath+" present: "+strconv.FormatBool(r.reqPresent))
+	case r.reqIfPath != "":
+		add("required_if", r.reqIfPath+" = "+strings.Join(r.reqVals, " | "))
+	}
+	if r.noTrim {
+		add("trim false")
+	}
+	if r.noEmpty {
+		add("allow_empty false")
+	}
 	if r.maxLength > 0 {
 		add("max_length", strconv.Itoa(r.maxLength))
 	}
@@ -439,7 +451,14 @@ func (r *Row) Rule() string {
 		add("pattern", strconv.Quote(r.patternSource()))
 	}
 	if r.xmlFmt != nil {
-		add("xml_format", strconv.Quote(r.xmlFmt.pattern))
+		formats := strconv.Quote(r.xmlFmt.pattern)
+		for _, l := range r.xmlAlts {
+			formats += ", " + strconv.Quote(l.pattern)
+		}
+		if len(r.xmlAlts) > 0 {
+			formats = "[" + formats + "]"
+		}
+		add("xml_format", formats)
 	}
 	if r.jsonFmt != nil {
 		add("json_format", strconv.Quote(r.jsonFmt.pattern))

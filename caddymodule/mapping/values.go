@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/shopspring/decimal"
@@ -26,26 +27,35 @@ func isBlank(s string) bool {
 	return true
 }
 
-// trimXMLSpace trims XML whitespace around typed (non-string) values, which
-// pretty-printed XML may add; strings are never trimmed.
+// trimXMLSpace trims XML white space (space, tab, CR, LF) around a value,
+// which pretty-printed XML and indented CDATA add. Typed values are always
+// trimmed; strings unless the row says trim: false. Only the value sent on
+// is trimmed: the signature is computed by the protocol package over the
+// text as parsed, untrimmed.
 func trimXMLSpace(s string) string {
 	return strings.Trim(s, " \t\n\r")
 }
 
+// trimmed is s as the row sends it on.
+func (r *Row) trimmed(s string) string {
+	if r.noTrim && r.Type == TypeString {
+		return s
+	}
+	return trimXMLSpace(s)
+}
+
 // appendFromXML converts the platform's text s (not blank) and appends the
-// JSON fragment to buf. A row's pattern: is matched after the type's own
-// checks, against the text the row read: a string exactly as the core
-// receives it, any other type trimmed of surrounding white space but
-// before canonical formatting (so a pattern can insist on 20.00 where the
+// JSON fragment to buf. The text is first trimmed (trimmed), so max_length
+// and pattern: count what is sent. A row's pattern: is matched after the
+// type's own checks, against the text as the core receives it for a
+// string, and for any other type before canonical formatting (so a pattern can insist on 20.00 where the
 // decimal type would also take 20.0 and write 20.00).
 func (r *Row) appendFromXML(buf []byte, s string) ([]byte, *FieldError) {
 	start := len(buf)
+	s = r.trimmed(s)
 	buf, fe := r.convertFromXML(buf, s)
 	if fe != nil || r.pattern == nil {
 		return buf, fe
-	}
-	if r.Type != TypeString {
-		s = trimXMLSpace(s)
 	}
 	if !r.pattern.MatchString(s) {
 		return buf[:start], r.patternErr()
@@ -92,9 +102,9 @@ func (r *Row) convertFromXML(buf []byte, s string) ([]byte, *FieldError) {
 		return strconv.AppendBool(buf, b), nil
 	case TypeDatetime:
 		v := trimXMLSpace(s)
-		t, ok := r.xmlFmt.parse(v, r.zone)
+		t, ok := r.parseXMLTime(v)
 		if !ok {
-			return buf, r.datetimeErr(v, r.xmlFmt)
+			return buf, r.xmlDatetimeErr(v)
 		}
 		buf = append(buf, '"')
 		buf = r.jsonFmt.appendTo(buf, t, r.zone)
@@ -131,6 +141,7 @@ func (r *Row) convertFromJSON(v any) (string, *FieldError) {
 		if !ok {
 			return "", r.typeErr("字符串", "a string")
 		}
+		s = r.trimmed(s)
 		if fe := r.checkLength(s); fe != nil {
 			return "", fe
 		}
@@ -217,6 +228,34 @@ func (r *Row) checkLength(s string) *FieldError {
 func (r *Row) typeErr(wantZH, wantEN string) *FieldError {
 	e := r.fieldErr(ReasonType, "wrong JSON type: want "+wantEN)
 	e.extra = wantZH
+	return e
+}
+
+// parseXMLTime reads platform text in the canonical xml_format or any
+// further one the row lists.
+func (r *Row) parseXMLTime(v string) (time.Time, bool) {
+	if t, ok := r.xmlFmt.parse(v, r.zone); ok {
+		return t, true
+	}
+	for _, l := range r.xmlAlts {
+		if t, ok := l.parse(v, r.zone); ok {
+			return t, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// xmlDatetimeErr names every accepted xml_format.
+func (r *Row) xmlDatetimeErr(v string) *FieldError {
+	if len(r.xmlAlts) == 0 {
+		return r.datetimeErr(v, r.xmlFmt)
+	}
+	patterns := []string{r.xmlFmt.pattern}
+	for _, l := range r.xmlAlts {
+		patterns = append(patterns, l.pattern)
+	}
+	e := r.valueErr(ReasonInvalid, v, "not a valid datetime (formats "+strings.Join(patterns, ", ")+")")
+	e.extra = strings.Join(patterns, " 或 ")
 	return e
 }
 

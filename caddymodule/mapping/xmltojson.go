@@ -137,7 +137,17 @@ func (row *Row) evalXML(node *xmlquery.Node, vars Vars, sc *scratch) (bool, *Fie
 	if el == nil {
 		return row.valueXML("", sc)
 	}
-	return row.valueXML(textOf(el), sc)
+	text := textOf(el)
+	if row.noEmpty && isBlank(text) {
+		// allow_empty: false. An optional element that is present must
+		// hold a value: emptied, its signed text could have moved into a
+		// neighbour unnoticed.
+		if row.pattern != nil {
+			return false, row.patternErr()
+		}
+		return false, row.fieldErr(ReasonInvalid, "present but empty")
+	}
+	return row.valueXML(text, sc)
 }
 
 // valueXML converts s, or applies default/required when s is blank.

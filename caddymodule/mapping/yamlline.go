@@ -2,10 +2,63 @@ package mapping
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
 )
+
+// yamlSyntaxLine is the line a syntax problem is on. yaml.v3 reports some
+// problems (did not find expected key, did not find expected '-'
+// indicator) at the start of the block they break, which can be many lines
+// above the slip. A YAML file cut after any line is still well formed
+// unless the cut keeps the slip, so the first prefix of the file that fails
+// with the same problem ends on the problem's line. reported is yaml.v3's
+// line, kept when no prefix says otherwise (and as a lower bound: the
+// problem cannot be above the block it breaks).
+func yamlSyntaxLine(data []byte, reported int, problem string) int {
+	const maxScan = 5000 // lines; mapping files are a few hundred
+	if reported <= 0 {
+		return reported
+	}
+	ends := lineEnds(data)
+	if len(ends) > maxScan {
+		return reported
+	}
+	for n := reported; n <= len(ends); n++ {
+		dec := yaml.NewDecoder(bytes.NewReader(data[:ends[n-1]]))
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		for err == nil {
+			err = dec.Decode(&doc)
+		}
+		if errors.Is(err, io.EOF) {
+			continue
+		}
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil && m[2] == problem {
+			return n
+		}
+	}
+	return reported
+}
+
+// lineEnds are the offsets just past each line's end (LF), the last line
+// ending at len(data).
+func lineEnds(data []byte) []int {
+	var ends []int
+	for i, c := range data {
+		if c == '\n' {
+			ends = append(ends, i+1)
+		}
+	}
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		ends = append(ends, len(data))
+	}
+	return ends
+}
 
 // yaml.v3 leaves the line out of three kinds of error: those on the first
 // line (it counts lines from 0 and omits line 0), an alias of an unknown

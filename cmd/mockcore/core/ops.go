@@ -82,6 +82,7 @@ type proposalRequest struct {
 	Applicant party `json:"applicant"`
 	Project   struct {
 		Name           string `json:"name"`
+		Type           string `json:"type"` // ProjectType, sent by newer platform versions (optional)
 		BidSectionCode string `json:"bidSectionCode"`
 		Tenderee       struct {
 			Name    string `json:"name"`
@@ -95,6 +96,12 @@ type proposalRequest struct {
 		SumAmount   json.RawMessage `json:"sumAmount"`
 		EndorseText string          `json:"endorseText"`
 	} `json:"policy"`
+	// Period is dateInfo/startDate and dateInfo/endDate, sent by newer
+	// platform versions (optional, RFC 3339).
+	Period struct {
+		Start string `json:"start"`
+		End   string `json:"end"`
+	} `json:"period"`
 }
 
 type proposalAnswer struct {
