@@ -214,7 +214,10 @@ func TestCallbackAddressFollowsReload(t *testing.T) {
 	var pending []any
 	for _, policy := range []string{"BD-PENDING-1", "BD-PENDING-2"} {
 		_, out := postEvent(t, "policy-paid", paidEventFor(t, policy))
-		waitDelivery(t, out["id"], "a failed attempt", func(d deliveryShown) bool { return len(d.Attempts) >= 1 })
+		waitDelivery(t, out["id"], "a failed attempt", func(d deliveryShown) bool {
+			// An attempt is listed as running from before it is sent.
+			return len(d.Attempts) >= 1 && d.Attempts[0].Outcome == "failed"
+		})
 		pending = append(pending, out["id"])
 	}
 

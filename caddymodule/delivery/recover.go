@@ -21,6 +21,12 @@ import (
 // may have received that attempt), with an error recorded like River's
 // rescuer does so the backoff counts it.
 
+// reclaimMargin pads MinGap after a reclaimed job's start: the job began
+// (attempted_at) a little before its attempt reached the platform — the
+// attempt is recorded as started in a commit of its own before it is sent
+// — and the platform must still see the two attempts ≥ MinGap apart.
+const reclaimMargin = time.Second
+
 // reclaimRunning makes every running job retryable and ends the dead
 // process's River leadership; it returns how many jobs.
 func (e *Engine) reclaimRunning(ctx context.Context, now time.Time) (int64, error) {
@@ -63,7 +69,7 @@ func (e *Engine) reclaimRunning(ctx context.Context, now time.Time) (int64, erro
 			return err
 		}
 		for _, j := range jobs {
-			due := j.at.Add(riverWait(e.clock, MinGap))
+			due := j.at.Add(riverWait(e.clock, MinGap+reclaimMargin))
 			if due.Before(now) {
 				due = now
 			}

@@ -62,8 +62,8 @@ func TestRestartReclaimsRunningAttempts(t *testing.T) {
 		}
 		return at.T
 	}
-	if got, want := due(recent.JobID), began.Add(MinGap); got.Before(want) || got.After(want.Add(10*time.Millisecond)) {
-		t.Errorf("interrupted attempt began %s: due %s, want %s (10 s after it began)", began, got, want)
+	if got, want := due(recent.JobID), began.Add(MinGap+reclaimMargin); got.Before(want) || got.After(want.Add(10*time.Millisecond)) {
+		t.Errorf("interrupted attempt began %s: due %s, want %s (10 s and a margin after it began)", began, got, want)
 	}
 	if got := due(old.JobID); got.Before(restartedAt.Add(-time.Millisecond)) || got.After(time.Now()) {
 		t.Errorf("attempt interrupted 10 min ago: due %s, want the restart (%s)", got, restartedAt)

@@ -356,9 +356,10 @@ func callbackNetworkFaults(t *testing.T, store string) {
 	} {
 		tc.inject()
 		a := postEventUntilAccepted(t, s, "BD-FAULT", n, 20*time.Second)
-		// The first attempt ran under the fault.
+		// The first attempt ran under the fault: it has ended (an attempt
+		// is listed as running from before it is sent).
 		s.WaitDelivery(t, a.ID, 20*time.Second, "a first attempt", func(d deliveryView) bool {
-			return len(d.Attempts) >= 1 || d.State != "pending"
+			return (len(d.Attempts) >= 1 && d.Attempts[0].Outcome != "running") || d.State != "pending"
 		})
 		toxic.Clear()
 		results = append(results, outcome{tc.name, a, tc.retried})
