@@ -278,12 +278,46 @@ func (p *parser) unknownElements(f kv) unknownPolicy {
 	return unknownRefuse
 }
 
-// check walks the body once. It allocates only to report a problem.
-func (s *shape) check(body *xmlquery.Node) *FieldError {
+// unread collects the elements of a body that no row reads: those ignore:
+// declares and, under unknown_elements: ignore, unknown ones. A nil
+// *unread records nothing. names holds distinct paths (mapping paths, no
+// [n]; an unknown element is its known parent's path plus its own name,
+// which the sender chose), at most max of them (0: no bound). all is the
+// dry run's mode: it also lists the unknown elements the file refuses,
+// instead of stopping at the first, and records how each is handled.
+type unread struct {
+	names []string
+	how   []Disposition // all only
+	max   int
+	all   bool
+}
+
+// add records path once.
+func (u *unread) add(path string, how Disposition) {
+	if u == nil {
+		return
+	}
+	for _, n := range u.names {
+		if n == path {
+			return
+		}
+	}
+	if u.max > 0 && len(u.names) >= u.max {
+		return
+	}
+	u.names = append(u.names, path)
+	if u.all {
+		u.how = append(u.how, how)
+	}
+}
+
+// check walks the body once, recording in u (when not nil) what no row
+// reads. It allocates only to report a problem or an unread element.
+func (s *shape) check(body *xmlquery.Node, u *unread) *FieldError {
 	if s == nil || body == nil {
 		return nil
 	}
-	fe := s.checkNode(&s.root, body)
+	fe := s.checkNode(&s.root, body, u)
 	if fe != nil && fe.Path == "" {
 		fe.Path = body.Data // the body itself: "requestBody"
 	}
@@ -291,7 +325,7 @@ func (s *shape) check(body *xmlquery.Node) *FieldError {
 }
 
 // checkNode checks the children of el, an element of shape node.
-func (s *shape) checkNode(node *shapeNode, el *xmlquery.Node) *FieldError {
+func (s *shape) checkNode(node *shapeNode, el *xmlquery.Node, u *unread) *FieldError {
 	var seen [maxShapeKids / 64]uint64
 	for c := el.FirstChild; c != nil; c = c.NextSibling {
 		switch c.Type {
@@ -306,7 +340,12 @@ func (s *shape) checkNode(node *shapeNode, el *xmlquery.Node) *FieldError {
 		}
 		i := node.find(c)
 		if i < 0 {
-			if s.unknown == unknownIgnore {
+			if s.unknown == unknownIgnore || (u != nil && u.all) {
+				how := PassedUnknown
+				if s.unknown != unknownIgnore {
+					how = RefusedUnknown
+				}
+				u.add(unknownPath(node.path, c), how)
 				continue
 			}
 			return unknownErr(node.path, c)
@@ -315,11 +354,26 @@ func (s *shape) checkNode(node *shapeNode, el *xmlquery.Node) *FieldError {
 		if fe := kid.once(&seen, i); fe != nil {
 			return fe
 		}
-		if fe := s.checkKid(kid, c); fe != nil {
+		if kid.ignored && kid.leaf {
+			u.add(kid.path, IgnoredDeclared)
+		}
+		if fe := s.checkKid(kid, c, u); fe != nil {
 			return fe
 		}
 	}
 	return nil
+}
+
+// unknownPath is the path an unknown element is listed under.
+func unknownPath(parent string, el *xmlquery.Node) string {
+	name := el.Data
+	if el.Prefix != "" {
+		name = el.Prefix + ":" + name
+	}
+	if parent == "" {
+		return name
+	}
+	return parent + "/" + name
 }
 
 // find returns the index of the kid spelled like el, or -1. A prefixed
@@ -355,7 +409,7 @@ func (k *shapeKid) once(seen *[maxShapeKids / 64]uint64, i int) *FieldError {
 }
 
 // checkKid checks one known element.
-func (s *shape) checkKid(kid *shapeKid, el *xmlquery.Node) *FieldError {
+func (s *shape) checkKid(kid *shapeKid, el *xmlquery.Node, u *unread) *FieldError {
 	if kid.leaf {
 		for c := el.FirstChild; c != nil; c = c.NextSibling {
 			if c.Type == xmlquery.ElementNode {
@@ -370,7 +424,7 @@ func (s *shape) checkKid(kid *shapeKid, el *xmlquery.Node) *FieldError {
 		}
 		return nil
 	}
-	fe := s.checkNode(kid.node, el)
+	fe := s.checkNode(kid.node, el, u)
 	if fe != nil && kid.repeated {
 		fe.Path = itemPath(kid.path, el) + strings.TrimPrefix(fe.Path, kid.path)
 	}

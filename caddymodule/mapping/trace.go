@@ -113,10 +113,45 @@ func (r *Rules) TraceXMLToJSON(body *xmlquery.Node, vars Vars) (out []byte, line
 	}
 	// The same structure check as XMLToJSON, so a dry run refuses what
 	// production refuses. It fails no row: every entry is as mapped.
-	if fe := r.shape.check(body); fe != nil {
+	if fe := r.shape.check(body, nil); fe != nil {
 		return nil, tr.entries, fe
 	}
 	return sc.buf, tr.entries, nil
+}
+
+// Disposition is what a file does with an element no row reads.
+type Disposition string
+
+// Dispositions.
+const (
+	IgnoredDeclared Disposition = "ignore"                   // listed under ignore:
+	PassedUnknown   Disposition = "unknown_elements: ignore" // unknown, let through
+	RefusedUnknown  Disposition = "refused"                  // unknown, refused (the default)
+)
+
+// Unmapped is an input element no row reads.
+type Unmapped struct {
+	Path string // mapping path under the body, no [n]
+	How  Disposition
+}
+
+// Unmapped lists, for the dry run, every element of body no row reads,
+// in document order, each once: those the file lets through and the
+// unknown ones it refuses (all of them, where XMLToJSON stops at the
+// first). The walk stops at any other structure problem (text loose in a
+// container, a value holding elements, a field given twice), which
+// TraceXMLToJSON reports.
+func (r *Rules) Unmapped(body *xmlquery.Node) []Unmapped {
+	if r == nil || r.dir != xmlToJSON {
+		return nil
+	}
+	u := unread{all: true}
+	r.shape.check(body, &u)
+	out := make([]Unmapped, len(u.names))
+	for i, n := range u.names {
+		out[i] = Unmapped{Path: n, How: u.how[i]}
+	}
+	return out
 }
 
 // TraceJSONToXML is JSONToXML with lineage, as TraceXMLToJSON. Input that

@@ -15,6 +15,7 @@ type scratch struct {
 	buf   []byte
 	spans []span
 	tr    *tracer // nil except in TraceXMLToJSON (never pooled)
+	un    unread  // the shape walk's record; its names go to the caller
 }
 
 // span locates a row's JSON fragment in scratch.buf; start < 0 means absent.
@@ -31,8 +32,22 @@ var scratchPool = sync.Pool{New: func() any {
 // one compact JSON object, members in row order with shared prefixes
 // grouped. It returns the first failing row in row order as *FieldError.
 func (r *Rules) XMLToJSON(body *xmlquery.Node, vars Vars) ([]byte, error) {
+	out, _, err := r.XMLToJSONUnmapped(body, vars)
+	return out, err
+}
+
+// MaxUnmapped bounds the names XMLToJSONUnmapped reports for one body.
+const MaxUnmapped = 32
+
+// XMLToJSONUnmapped is XMLToJSON that also returns the paths of the body's
+// elements no row reads and the file lets through (ignore: entries and,
+// under unknown_elements: ignore, unknown elements), distinct, in document
+// order, at most MaxUnmapped; nil, without allocating, when there are
+// none. On an error they are those seen before it. Unknown elements' names
+// are sender-chosen text: log or journal them, never put them in a reply.
+func (r *Rules) XMLToJSONUnmapped(body *xmlquery.Node, vars Vars) ([]byte, []string, error) {
 	if r == nil || r.dir != xmlToJSON {
-		return nil, ErrWrongDirection
+		return nil, nil, ErrWrongDirection
 	}
 	sc := scratchPool.Get().(*scratch)
 	defer func() {
@@ -42,17 +57,22 @@ func (r *Rules) XMLToJSON(body *xmlquery.Node, vars Vars) ([]byte, error) {
 		}
 	}()
 	if fe := r.object(body, vars, sc); fe != nil {
-		return nil, fe
+		return nil, nil, fe
 	}
 	// The rows passed; the body must also have no element, text or
 	// nesting they did not read (shape.go), or signed text could reach
 	// the core rearranged.
-	if fe := r.shape.check(body); fe != nil {
-		return nil, fe
+	// The record lives in the pooled scratch: a local would escape.
+	sc.un = unread{max: MaxUnmapped}
+	fe := r.shape.check(body, &sc.un)
+	names := sc.un.names
+	sc.un = unread{} // the caller owns names now
+	if fe != nil {
+		return nil, names, fe
 	}
 	out := make([]byte, len(sc.buf))
 	copy(out, sc.buf)
-	return out, nil
+	return out, names, nil
 }
 
 // object evaluates every row against node (nil: all absent) and appends the
