@@ -36,6 +36,40 @@ type JournalEntry struct {
 	// Instance is the sidecar instance that handled the exchange (several
 	// may share one store).
 	Instance string `json:"instance,omitempty"`
+	// Unmapped are the paths of the request's elements no mapping row
+	// read (ignore: entries, unknown elements let through): how a new
+	// platform field first shows. Stored bounded: at most
+	// MaxUnmappedNames, each clipped to MaxUnmappedName bytes.
+	Unmapped []string `json:"unmapped,omitempty"`
+}
+
+// The bounds of JournalEntry.Unmapped as stored.
+const (
+	MaxUnmappedNames = 32
+	MaxUnmappedName  = 128
+)
+
+// joinUnmapped is the stored form of names: comma-joined (no XML name
+// holds a comma), bounded.
+func joinUnmapped(names []string) string {
+	var b strings.Builder
+	for i, n := range names[:min(len(names), MaxUnmappedNames)] {
+		if len(n) > MaxUnmappedName {
+			n = strings.ToValidUTF8(n[:MaxUnmappedName], "")
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strings.ReplaceAll(n, ",", ""))
+	}
+	return b.String()
+}
+
+func splitUnmapped(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
 
 // JournalQuery selects entries: every non-empty field must match.
@@ -100,13 +134,20 @@ var journalMigrations = []migration{{
 	id:       "journal-0003-replay-of",
 	sqlite:   []string{`ALTER TABLE gongbao_journal ADD COLUMN replay_of TEXT NOT NULL DEFAULT ''`},
 	postgres: []string{`ALTER TABLE gongbao_journal ADD COLUMN IF NOT EXISTS replay_of TEXT NOT NULL DEFAULT ''`},
-}, journalInstanceMigration}
+}, journalInstanceMigration, journalUnmappedMigration}
 
 // journalInstanceMigration records which instance handled an exchange.
 var journalInstanceMigration = migration{
 	id:       "journal-0006-instance",
 	sqlite:   []string{`ALTER TABLE gongbao_journal ADD COLUMN instance TEXT NOT NULL DEFAULT ''`},
 	postgres: []string{`ALTER TABLE gongbao_journal ADD COLUMN IF NOT EXISTS instance TEXT NOT NULL DEFAULT ''`},
+}
+
+// journalUnmappedMigration records the elements no row read.
+var journalUnmappedMigration = migration{
+	id:       "journal-0007-unmapped",
+	sqlite:   []string{`ALTER TABLE gongbao_journal ADD COLUMN unmapped TEXT NOT NULL DEFAULT ''`},
+	postgres: []string{`ALTER TABLE gongbao_journal ADD COLUMN IF NOT EXISTS unmapped TEXT NOT NULL DEFAULT ''`},
 }
 
 // NewJournal creates the journal table if missing.
@@ -119,10 +160,10 @@ func NewJournal(ctx context.Context, db *DB) (*Journal, error) {
 }
 
 const journalColumns = `at, message, request_uuid, policy_no, proposal_no, outcome, duration_us, core_status,
-	request_xml, core_request, core_reply, reply_xml, error, replay_of, instance`
+	request_xml, core_request, core_reply, reply_xml, error, replay_of, instance, unmapped`
 
 const sqlJournalInsert = `INSERT INTO gongbao_journal (` + journalColumns + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
 
 // Append writes entries in one transaction: all or none.
 func (j *Journal) Append(ctx context.Context, entries []JournalEntry) error {
@@ -144,7 +185,7 @@ func (j *Journal) Append(ctx context.Context, entries []JournalEntry) error {
 func (e *JournalEntry) insert() statement {
 	return statement{query: sqlJournalInsert, args: []any{dbNow(e.At), e.Message, e.RequestUUID, e.PolicyNo, e.ProposalNo, e.Outcome,
 		e.Duration.Microseconds(), e.CoreStatus, nullBytes(e.RequestXML), nullBytes(e.CoreRequest),
-		nullBytes(e.CoreReply), nullBytes(e.ReplyXML), e.Error, e.ReplayOf, e.Instance}}
+		nullBytes(e.CoreReply), nullBytes(e.ReplyXML), e.Error, e.ReplayOf, e.Instance, joinUnmapped(e.Unmapped)}}
 }
 
 // Find returns the entries matching query, oldest first. A policy or
@@ -184,10 +225,12 @@ func (j *Journal) Find(ctx context.Context, query JournalQuery) ([]JournalEntry,
 		var e JournalEntry
 		var at Time
 		var durUS int64
+		var unmapped string
 		if err := rows.Scan(&e.ID, &at, &e.Message, &e.RequestUUID, &e.PolicyNo, &e.ProposalNo, &e.Outcome,
-			&durUS, &e.CoreStatus, &e.RequestXML, &e.CoreRequest, &e.CoreReply, &e.ReplyXML, &e.Error, &e.ReplayOf, &e.Instance); err != nil {
+			&durUS, &e.CoreStatus, &e.RequestXML, &e.CoreRequest, &e.CoreReply, &e.ReplyXML, &e.Error, &e.ReplayOf, &e.Instance, &unmapped); err != nil {
 			return nil, err
 		}
+		e.Unmapped = splitUnmapped(unmapped)
 		e.At, e.Duration = at.T, time.Duration(durUS)*time.Microsecond
 		out = append(out, e)
 	}

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 // TestJournalConformance runs the journal cases on both backends.
@@ -14,6 +18,7 @@ func TestJournalConformance(t *testing.T) {
 		t.Run(b.name, func(t *testing.T) {
 			t.Run("AppendFindPurge", func(t *testing.T) { testJournalAppendFindPurge(t, b.fresh(t)) })
 			t.Run("AppendIsAtomic", func(t *testing.T) { testJournalAppendIsAtomic(t, b.fresh(t)) })
+			t.Run("Unmapped", func(t *testing.T) { testJournalUnmapped(t, b.fresh(t)) })
 		})
 	}
 }
@@ -88,5 +93,37 @@ func testJournalAppendIsAtomic(t *testing.T, open func() *DB) {
 	err = j.Append(ctx, []JournalEntry{{At: time.Now(), Message: "m", RequestUUID: "b", Outcome: "ok"}})
 	if !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("append on a closed store: %v, want ErrUnavailable", err)
+	}
+}
+
+// testJournalUnmapped: the names of unread elements are stored and read
+// back, bounded in number and length; none stays nil.
+func testJournalUnmapped(t *testing.T, open func() *DB) {
+	ctx := context.Background()
+	j := newJournal(t, open)
+	many := make([]string, 0, 40)
+	for i := range 40 {
+		many = append(many, fmt.Sprintf("x%d", i))
+	}
+	many[1] = strings.Repeat("长", 100) // 300 bytes
+	entries := []JournalEntry{
+		{At: time.Now(), Message: "insureRequest", RequestUUID: "u1", Outcome: "ok", Unmapped: []string{"ProjectType", "dateInfo/startDate"}},
+		{At: time.Now(), Message: "insureRequest", RequestUUID: "u2", Outcome: "ok", Unmapped: many},
+		{At: time.Now(), Message: "insureRequest", RequestUUID: "u3", Outcome: "ok"},
+	}
+	if err := j.Append(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	got, err := j.Find(ctx, JournalQuery{RequestUUID: "u1"})
+	if err != nil || len(got) != 1 || !slices.Equal(got[0].Unmapped, []string{"ProjectType", "dateInfo/startDate"}) {
+		t.Errorf("u1: %v %+v", err, got)
+	}
+	got, _ = j.Find(ctx, JournalQuery{RequestUUID: "u2"})
+	if u := got[0].Unmapped; len(u) != MaxUnmappedNames || len(u[1]) > MaxUnmappedName || !utf8.ValidString(u[1]) || u[31] != "x31" {
+		t.Errorf("u2 not bounded: %d names, second %d bytes", len(u), len(u[1]))
+	}
+	got, _ = j.Find(ctx, JournalQuery{RequestUUID: "u3"})
+	if got[0].Unmapped != nil {
+		t.Errorf("u3: %q, want nil", got[0].Unmapped)
 	}
 }
