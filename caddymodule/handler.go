@@ -98,6 +98,7 @@ type exchange struct {
 	coreReply   []byte
 	policyNo    string
 	proposalNo  string
+	unmapped    []string // request elements no row read (sender-chosen names: never in a reply)
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -177,7 +178,8 @@ func (h *Handler) admit(x *exchange, r *http.Request) (*protocol.Envelope, []byt
 	x.verified = true
 	x.notePolicy(env)
 	x.vars = h.vars()
-	coreBody, err := x.mapping.Request.XMLToJSON(env.Body, x.vars)
+	coreBody, unmapped, err := x.mapping.Request.XMLToJSONUnmapped(env.Body, x.vars)
+	x.unmapped = unmapped
 	if err != nil {
 		return nil, nil, err
 	}

@@ -151,7 +151,7 @@ func (h *Handler) journalEntry(x *exchange, reply []byte) store.JournalEntry {
 		Duration: time.Since(x.start), CoreStatus: x.coreStatus,
 		PolicyNo: x.policyNo, ProposalNo: x.proposalNo,
 		RequestXML: x.requestXML, CoreRequest: x.coreRequest, CoreReply: x.coreReply, ReplyXML: reply,
-		Error: x.errText, ReplayOf: x.replayOf, Instance: h.app.instance,
+		Error: x.errText, ReplayOf: x.replayOf, Instance: h.app.instance, Unmapped: x.unmapped,
 	}
 	switch {
 	case !x.verified:

@@ -59,6 +59,11 @@ var (
 		Help: "Callback attempts by outcome: accepted, refused (resultFlag=false), failed.",
 	}, []string{"outcome"})
 
+	metricUnmapped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "gongbao", Name: "unmapped_elements_total",
+		Help: "Platform requests carrying elements no mapping row reads (ignored or let through), by message; the names are in the journal.",
+	}, []string{"message"})
+
 	metricJournalDropped = prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "gongbao", Name: "journal_dropped_total",
 		Help: "Journal entries that could not be written (queue full or store failure).",
@@ -83,7 +88,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 	}
 	for _, c := range []prometheus.Collector{metricRequests, metricSignatureFailures, metricReplays,
 		metricConflicts, metricCoreDuration, metricEvents, metricJournalDropped, callbackStats,
-		metricCallbackReplySignature, metricCallbackAttempts} {
+		metricCallbackReplySignature, metricCallbackAttempts, metricUnmapped} {
 		if err := reg.Register(c); err != nil {
 			var already prometheus.AlreadyRegisteredError
 			if !errors.As(err, &already) {
@@ -113,6 +118,9 @@ func (h *Handler) countExchange(x *exchange) {
 		metricReplays.WithLabelValues(msg).Inc()
 	case "conflict":
 		metricConflicts.WithLabelValues(msg).Inc()
+	}
+	if len(x.unmapped) > 0 {
+		metricUnmapped.WithLabelValues(msg).Inc()
 	}
 	if x.coreStatus != 0 || x.coreTime > 0 {
 		metricCoreDuration.WithLabelValues(msg).Observe(x.coreTime.Seconds())

@@ -246,5 +246,8 @@ func (h *Handler) exchangeFields(x *exchange, outcome string) []zap.Field {
 	if x.coreStatus != 0 {
 		fields = append(fields, zap.Int("core_status", x.coreStatus), zap.Duration("core_duration", x.coreTime))
 	}
+	if len(x.unmapped) > 0 {
+		fields = append(fields, zap.Strings("unmapped", x.unmapped))
+	}
 	return fields
 }

@@ -377,13 +377,14 @@ func waitFor(t *testing.T, cond func() bool) {
 
 // journalView is a journal entry as the admin API shows it.
 type journalView struct {
-	RequestUUID string `json:"request_uuid"`
-	Outcome     string `json:"outcome"`
-	ReplayOf    string `json:"replay_of"`
-	RequestXML  string `json:"request_xml"`
-	CoreRequest string `json:"core_request"`
-	CoreReply   string `json:"core_reply"`
-	Error       string `json:"error"`
+	RequestUUID string   `json:"request_uuid"`
+	Outcome     string   `json:"outcome"`
+	ReplayOf    string   `json:"replay_of"`
+	RequestXML  string   `json:"request_xml"`
+	CoreRequest string   `json:"core_request"`
+	CoreReply   string   `json:"core_reply"`
+	Error       string   `json:"error"`
+	Unmapped    []string `json:"unmapped"`
 }
 
 // journalEntries waits for n journal entries of a requestUUID (the
