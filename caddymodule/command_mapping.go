@@ -284,6 +284,7 @@ type dryRunResult struct {
 	jsonOut   []byte       // request: the core JSON
 	xmlOut    []protocol.Element
 	lineage   []mapping.Lineage
+	unmapped  []mapping.Unmapped // request input elements no row reads
 	refusal   *dryRunRefusal
 	piiPaths  map[string]mapping.PII // target path without [n] → pii kind
 	maskedOut bool
@@ -349,6 +350,7 @@ func (r *dryRunResult) traceRequest(m *mapping.Inbound, data []byte, vars mappin
 	r.notes = append(r.notes, "requestUUID "+dryRunOrNone(env.RequestUUID)+" (signature not checked)")
 	out, lineage, err := m.Request.TraceXMLToJSON(env.Body, vars)
 	r.jsonOut, r.lineage = out, lineage
+	r.unmapped = m.Request.Unmapped(env.Body)
 	switch {
 	case env.RequestUUID == "":
 		// The sidecar refuses this before mapping; the lineage still shows
@@ -473,6 +475,7 @@ func (r *dryRunResult) writeText(w io.Writer, showPII bool) error {
 		b.WriteString("Lineage (personal data masked; --show-pii shows it)\n")
 	}
 	r.writeLineage(&b)
+	r.writeUnmapped(&b)
 	if r.refusal != nil {
 		b.WriteString("\nErrors\n")
 		if r.refusal.field != "" {
@@ -486,6 +489,30 @@ func (r *dryRunResult) writeText(w io.Writer, showPII bool) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// writeUnmapped lists the input elements no row reads and what the
+// mapping does with each; nothing when every element is read.
+func (r *dryRunResult) writeUnmapped(b *strings.Builder) {
+	if len(r.unmapped) == 0 {
+		return
+	}
+	b.WriteString("\nUnmapped (input elements no row reads: signed, never sent to the core)\n")
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	for _, u := range r.unmapped {
+		fmt.Fprintf(tw, "  %s\t%s\n", u.Path, dryRunDisposition(u.How))
+	}
+	tw.Flush()
+}
+
+func dryRunDisposition(how mapping.Disposition) string {
+	switch how {
+	case mapping.IgnoredDeclared:
+		return "ignored (ignore:)"
+	case mapping.PassedUnknown:
+		return "let through (unknown_elements: ignore)"
+	}
+	return "refused: unknown to the mapping (declare it under ignore: or map it)"
 }
 
 func (r *dryRunResult) varList() string {
@@ -771,9 +798,16 @@ type dryRunJSON struct {
 	Vars    map[string]string `json:"vars,omitempty"`
 	Notes   []string          `json:"notes,omitempty"`
 	// Output is the core JSON (request) or the body XML (reply, event).
-	Output  any              `json:"output,omitempty"`
-	Lineage []dryRunLineage  `json:"lineage"`
-	Error   *dryRunJSONError `json:"error,omitempty"`
+	Output  any             `json:"output,omitempty"`
+	Lineage []dryRunLineage `json:"lineage"`
+	// Unmapped are the input elements no row reads.
+	Unmapped []dryRunUnmapped `json:"unmapped,omitempty"`
+	Error    *dryRunJSONError `json:"error,omitempty"`
+}
+
+type dryRunUnmapped struct {
+	XML string `json:"xml"`
+	How string `json:"how"` // ignore, unknown_elements: ignore, refused
 }
 
 type dryRunLineage struct {
@@ -815,6 +849,9 @@ func (r *dryRunResult) writeJSON(w io.Writer) error {
 			e.Error = l.Err.Message()
 		}
 		rep.Lineage = append(rep.Lineage, e)
+	}
+	for _, u := range r.unmapped {
+		rep.Unmapped = append(rep.Unmapped, dryRunUnmapped{XML: u.Path, How: string(u.How)})
 	}
 	if r.refusal != nil {
 		rep.Error = &dryRunJSONError{Field: r.refusal.field, Message: r.refusal.message, Answer: r.refusal.reply}

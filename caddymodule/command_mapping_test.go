@@ -198,6 +198,11 @@ func TestMappingDryRunRefused(t *testing.T) {
 			[]byte(`{"eventId":"e1","proposalNo":"TB20190401000001","payType":"3","paidAt":"2019-04-01T10:05:30+08:00","policyUrl":"http://x/p.pdf"}`),
 			[]string{"field    policyNo", "message  核心系统事件缺少字段 policyNo",
 				`HTTP 400 {"error":"invalid_event","field":"policyNo","message":"核心系统事件缺少字段 policyNo"}`}},
+		{"insureRequest.unknown-elements.txt", "insure", "insureRequest.xml",
+			dryRunReplaceOnce(t, dryRunReplaceOnce(t, readSample(t, "insureRequest.xml"), "<sumAmount>", "<channel>web</channel><sumAmount>"),
+				"<requestBody>", "<requestBody><NewPlatformField>1</NewPlatformField>"),
+			[]string{"Unmapped (input elements no row reads", "NewPlatformField    refused: unknown",
+				"policyInfo/channel  refused: unknown", "<resultMessage>未知字段: requestBody 下含有本接口未定义的元素</resultMessage>"}},
 		{"claimRequest.malformed.txt", "claimRequest", "claimRequest.xml",
 			[]byte("<claimRequest><requestHead>"),
 			[]string{"Output   none: the input is refused", "<resultFlag>false</resultFlag>"}},
@@ -430,5 +435,42 @@ func TestMappingExport(t *testing.T) {
 	_, stderr, code = runCLI(t, mappingCommand(), nil, "test", "insureRequest", sample)
 	if code != 0 || !strings.Contains(stderr, "using the built-in mappings") {
 		t.Errorf("built-in fallback: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestMappingDryRunUnmapped: the dry run lists the elements no row reads
+// that the mapping lets through, in text and JSON, and the run passes.
+func TestMappingDryRunUnmapped(t *testing.T) {
+	dir := t.TempDir()
+	file := `message: testRequest
+reply_root: testResponse
+core: {method: POST, path: /v1/test}
+ignore: [ProjectType]
+unknown_elements: ignore
+request:
+  - {xml: a, json: a, type: string}
+reply:
+  - {xml: resultFlag, json: ok, type: boolean}
+`
+	if err := os.WriteFile(filepath.Join(dir, "test.yaml"), []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	msg := `<?xml version="1.0" encoding="UTF-8"?><testRequest><requestHead><requestUUID>u1</requestUUID></requestHead>` +
+		`<requestBody><a>x</a><ProjectType>1</ProjectType><info><New>2</New></info></requestBody><sign>s</sign></testRequest>`
+	path := dryRunWriteTemp(t, "testRequest.xml", []byte(msg))
+	out, stderr, code := runDryRun(t, "testRequest", path, "--mappings", dir)
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, stderr, out)
+	}
+	for _, w := range []string{"Unmapped (input elements no row reads", "ProjectType  ignored (ignore:)",
+		"info         let through (unknown_elements: ignore)"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+	out, stderr, code = runDryRun(t, "testRequest", path, "--mappings", dir, "--json")
+	if code != 0 || !strings.Contains(out, `"unmapped": [`) || !strings.Contains(out, `"xml": "info"`) ||
+		!strings.Contains(out, `"how": "unknown_elements: ignore"`) {
+		t.Errorf("exit %d, stderr %s, JSON:\n%s", code, stderr, out)
 	}
 }
