@@ -156,8 +156,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.mappings = set
-	for _, w := range set.Warnings { // deprecated forms, named by file:line
-		a.logger.Warn("mapping file uses a deprecated form", zap.String("warning", w.Error()))
+	for _, w := range set.Warnings { // deprecated forms, near spellings; named by file:line
+		a.logger.Warn("mapping file warning", zap.String("warning", w.Error()))
 	}
 	a.ctx = ctx
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {

@@ -462,6 +462,7 @@ func (p *parser) inbound(n *yaml.Node, top map[string]kv, replyRows kv) *Inbound
 	}
 	if m.Request != nil {
 		m.Request.shape = p.compileShape(m.Request, ignore, unknown)
+		p.typoWarnings(m.Request, m.Request.shape)
 	}
 	if replyRows.k == nil {
 		p.errf(n, "missing reply: rows (core JSON → reply XML)")
