@@ -156,9 +156,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return err
 	}
 	a.mappings = set
-	for _, w := range set.Warnings { // deprecated forms, near spellings; named by file:line
-		a.logger.Warn("mapping file warning", zap.String("warning", w.Error()))
-	}
+	logMappingWarnings(a.logger, set.Warnings)
 	a.ctx = ctx
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return fmt.Errorf("gongbao: registering metrics: %w", err)
@@ -237,6 +235,15 @@ func (a *App) loadMappings() (*mapping.Set, error) {
 		return nil, fmt.Errorf("gongbao built-in mappings: %w", err)
 	}
 	return set, nil
+}
+
+// logMappingWarnings logs the mapping files' non-fatal problems (deprecated
+// forms, near spellings of optional rows), each named by file:line; caddy
+// validate and caddy run show them.
+func logMappingWarnings(log *zap.Logger, warnings []*mapping.LoadError) {
+	for _, w := range warnings {
+		log.Warn("mapping file warning", zap.String("warning", w.Error()))
+	}
 }
 
 // Validate checks the provisioned configuration. Messages name the

@@ -37,10 +37,10 @@ const dryRunInsuranceCodePlaceholder = "{insurance_code}"
 
 func mappingCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "mapping test|export …",
+		Use:   "mapping test|export|check …",
 		Short: "Works with mapping files (mappings/*.yaml)",
 	}
-	cmd.AddCommand(mappingTestCommand(), mappingExportCommand())
+	cmd.AddCommand(mappingTestCommand(), mappingExportCommand(), mappingCheckCommand())
 	return cmd
 }
 

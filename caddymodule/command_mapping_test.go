@@ -11,10 +11,15 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
@@ -472,5 +477,65 @@ reply:
 	if code != 0 || !strings.Contains(out, `"unmapped": [`) || !strings.Contains(out, `"xml": "info"`) ||
 		!strings.Contains(out, `"how": "unknown_elements: ignore"`) {
 		t.Errorf("exit %d, stderr %s, JSON:\n%s", code, stderr, out)
+	}
+}
+
+// TestMappingCheck: `mapping check` is quiet on the shipped mappings and
+// samples, and names file:line and the near spelling of a mistyped
+// optional row (exit 2).
+func TestMappingCheck(t *testing.T) {
+	samples := filepath.Join("..", "testdata", "messages")
+	out, stderr, code := runCLI(t, mappingCommand(), nil, "check", "--mappings", dryRunShippedMappings, "--samples", samples)
+	if code != 0 || !strings.Contains(out, "no warnings") {
+		t.Fatalf("shipped: exit %d, stderr %s, out:\n%s", code, stderr, out)
+	}
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, os.DirFS(dryRunShippedMappings)); err != nil {
+		t.Fatal(err)
+	}
+	insure := filepath.Join(dir, "insure.yaml")
+	data, err := os.ReadFile(insure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data = dryRunReplaceOnce(t, data, "- xml: dateInfo/startDate ", "- xml: dateInfo/startdate ")
+	if err := os.WriteFile(insure, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code = runCLI(t, mappingCommand(), nil, "check", "--mappings", dir, "--samples", samples)
+	want := fmt.Sprintf(`warning: %s:94: row xml "dateInfo/startdate" matches no element of the samples; did you mean "dateInfo/startDate"?`, insure)
+	if code != 2 || !strings.Contains(out, want) || !strings.Contains(stderr, "1 warning") {
+		t.Errorf("exit %d, stderr %s; want 2 and\n%s\nin:\n%s", code, stderr, want, out)
+	}
+}
+
+// TestValidateWarnsNearSpelling: the sample-free check runs at load, so
+// Provision (caddy validate, caddy run) logs a mistyped optional row whose
+// intended spelling the file lists under ignore:.
+func TestValidateWarnsNearSpelling(t *testing.T) {
+	dir := t.TempDir()
+	file := `message: testRequest
+reply_root: testResponse
+core: {method: POST, path: /v1/test}
+ignore: [dateInfo/startDate]
+request:
+  - {xml: dateInfo/startdate, json: start, type: string}
+reply:
+  - {xml: resultFlag, json: ok, type: boolean}
+`
+	if err := os.WriteFile(filepath.Join(dir, "t.yaml"), []byte(file), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	app := &App{Mappings: dir}
+	set, err := app.loadMappings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zapcore.WarnLevel)
+	logMappingWarnings(zap.New(core), set.Warnings)
+	want := filepath.Join(dir, "t.yaml") + `:6: row xml "dateInfo/startdate" is a near spelling of "dateInfo/startDate" (line 4); did you mean "dateInfo/startDate"?`
+	entries := logs.FilterMessage("mapping file warning").All()
+	if len(entries) != 1 || entries[0].ContextMap()["warning"] != want {
+		t.Errorf("logged %+v, want one warning %q", entries, want)
 	}
 }
