@@ -99,6 +99,13 @@
 // sent to the core, and its containers, if not mapped, hold only what
 // ignore: lists. unknown_elements: ignore lets every unknown element
 // through instead (their text is still signed, never sent).
+// XMLToJSONUnmapped also returns the paths of the elements no row read
+// that the file let through (at most MaxUnmapped; nil, without allocating,
+// when none), for the journal and a counter; Rules.Unmapped lists them all,
+// refused ones included, for the dry run. Optional rows whose path is a
+// near spelling of an ignore: entry (or of another row but for letter case)
+// are load warnings; Inbound.CheckSamples looks for near spellings in
+// sample messages (mapping check).
 // An ignore: entry may also be {xml: path, pattern: regexp}: the element's
 // whole text, empty included, must then match. Give one where the shape is
 // known: no row reads an ignored element, so without one text can move
