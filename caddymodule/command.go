@@ -14,7 +14,6 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 
-	"github.com/caddy-gongbao/gongbao/caddymodule/delivery"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 )
 
@@ -260,38 +259,38 @@ func post(ctx context.Context, url string, body []byte, timeout time.Duration) (
 	return reply, nil
 }
 
-// judgeReply reads a reply with the one platform-reply reader (shared
-// with callback delivery), says on stderr whether its sign verified, and
+// judgeReply reads a reply with the one platform-reply reader (protocol.ReadReply, shared
+// with callback delivery and the simulator), says on stderr whether its sign verified, and
 // turns it into an exit status: 0 resultFlag=true with a verifying sign;
 // 2 a sign that does not verify, or an acceptance without a sign (our
 // sidecar signs every answer it computes); 3 a refusal. A refusal may be
 // unsigned: the sidecar refuses an unverified request with a fixed,
 // unsigned reply, which says so rather than failing obscurely.
 func judgeReply(stderr io.Writer, reply []byte, key string) error {
-	r, err := delivery.ReadReply(reply, []string{key}, protocol.Limits{})
+	r, err := protocol.ReadReply(reply, protocol.Limits{}, []string{key})
 	if err != nil {
 		return exitError{2, fmt.Errorf("the reply is not a valid message: %w", err)}
 	}
 	fmt.Fprintf(stderr, "reply %s requestUUID %s: %s\n", r.Root, r.RequestUUID, describeReplySignature(r.Signature))
 	switch {
-	case r.Signature == delivery.SignatureMismatch:
+	case r.Signature == protocol.SignatureMismatch:
 		return exitError{2, fmt.Errorf("reply: %s: the sign does not match the body with the configured key", r.Root)}
-	case r.Flag == "true" && r.Signature == delivery.SignatureUnsigned:
+	case r.Flag == protocol.FlagTrue && r.Signature == protocol.SignatureUnsigned:
 		return exitError{2, fmt.Errorf("reply: %s says resultFlag=true but is unsigned", r.Root)}
-	case r.Flag == "true":
+	case r.Flag == protocol.FlagTrue:
 		return nil
-	case r.Signature == delivery.SignatureUnsigned:
-		return exitError{3, fmt.Errorf("the reply is unsigned and says resultFlag=%s: %s", r.Flag, r.Message)}
+	case r.Signature == protocol.SignatureUnsigned:
+		return exitError{3, fmt.Errorf("the reply is unsigned and says resultFlag=%s: %s", r.FlagText, r.Message)}
 	default:
-		return exitError{3, fmt.Errorf("the reply verifies but says resultFlag=%s: %s", r.Flag, r.Message)}
+		return exitError{3, fmt.Errorf("the reply verifies but says resultFlag=%s: %s", r.FlagText, r.Message)}
 	}
 }
 
-func describeReplySignature(s delivery.ReplySignature) string {
+func describeReplySignature(s protocol.ReplySignature) string {
 	switch s {
-	case delivery.SignatureVerified:
+	case protocol.SignatureVerified:
 		return "signature verified"
-	case delivery.SignatureUnsigned:
+	case protocol.SignatureUnsigned:
 		return "unsigned (the reply has an empty sign)"
 	default:
 		return "signature does NOT verify with the configured key"

@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 )
@@ -55,15 +54,16 @@ const (
 	RefusalDeadLetter RefusalMode = "dead_letter"
 )
 
-// ReplySignature is what was found about a reply's sign.
-type ReplySignature string
+// ReplySignature is what was found about a reply's sign (protocol.ReadReply
+// reads it); "" when the reply was not read that far (no answer, non-2xx,
+// malformed, wrong root).
+type ReplySignature = protocol.ReplySignature
 
-// Reply signature results; "" when the reply was not read that far (no
-// answer, non-2xx, malformed, wrong root).
+// Reply signature results.
 const (
-	SignatureVerified ReplySignature = "verified" // the sign verifies with a platform key
-	SignatureUnsigned ReplySignature = "unsigned" // no sign, or an empty one
-	SignatureMismatch ReplySignature = "mismatch" // a sign that does not verify
+	SignatureVerified = protocol.SignatureVerified // the sign verifies with a platform key
+	SignatureUnsigned = protocol.SignatureUnsigned // no sign, or an empty one
+	SignatureMismatch = protocol.SignatureMismatch // a sign that does not verify
 )
 
 // ParseSignatureMode reads a reply_signature setting; "" is the default.
@@ -98,49 +98,6 @@ func (p *Policy) urlFor(d *Delivery) string {
 	return d.URL
 }
 
-// Reply is a platform reply as read: its root, what its sign is worth and
-// what it says. ReadReply is the one reader of platform replies: the
-// delivery engine and the command line (caddy gongbao send) both use it.
-type Reply struct {
-	Root        string
-	RequestUUID string
-	Signature   ReplySignature
-	// HasFlag reports whether the body has a resultFlag element; Flag is
-	// its text, trimmed and lower-cased ("true", "false" or anything).
-	HasFlag bool
-	Flag    string
-	// Message is resultMessage, trimmed and clipped.
-	Message string
-}
-
-// ReadReply parses a reply and checks its sign against keys. An error
-// means the bytes are not a protocol message at all.
-func ReadReply(reply []byte, keys []string, lim protocol.Limits) (Reply, error) {
-	env, err := protocol.Parse(reply, lim)
-	if err != nil {
-		return Reply{}, err
-	}
-	r := Reply{Root: env.Root, RequestUUID: env.RequestUUID, Signature: signatureOf(env, keys)}
-	if flag, ok := env.Text("resultFlag"); ok {
-		r.HasFlag, r.Flag = true, strings.ToLower(strings.TrimSpace(flag))
-	}
-	msg, _ := env.Text("resultMessage")
-	r.Message = clip(strings.TrimSpace(msg))
-	return r, nil
-}
-
-func signatureOf(env *protocol.Envelope, keys []string) ReplySignature {
-	if strings.TrimSpace(env.Sign) == "" {
-		return SignatureUnsigned
-	}
-	if len(keys) > 0 {
-		if _, ok := protocol.VerifyAny(env.SignedValue(), env.Sign, keys); ok {
-			return SignatureVerified
-		}
-	}
-	return SignatureMismatch
-}
-
 // verdict is the judgement of one reply.
 type verdict struct {
 	outcome   Outcome
@@ -158,7 +115,7 @@ func judgeReply(status int, reply []byte, replyRoot string, p *Policy, lim proto
 	if status < 200 || status > 299 {
 		return verdict{outcome: OutcomeFailed, err: fmt.Sprintf("platform answered HTTP %d", status)}
 	}
-	r, err := ReadReply(reply, p.Keys, lim)
+	r, err := protocol.ReadReply(reply, lim, p.Keys)
 	if err != nil {
 		return verdict{outcome: OutcomeFailed, err: fmt.Sprintf("malformed reply: %v", err)}
 	}
@@ -170,19 +127,19 @@ func judgeReply(status int, reply []byte, replyRoot string, p *Policy, lim proto
 		v.outcome, v.err = OutcomeFailed, signatureProblem(r.Signature, len(p.Keys) > 0)
 		return v
 	}
-	switch {
-	case !r.HasFlag:
+	switch r.Flag {
+	case protocol.FlagMissing:
 		v.outcome, v.err = OutcomeFailed, "reply has no resultFlag"
-	case r.Flag == "true":
+	case protocol.FlagTrue:
 		v.outcome = OutcomeAccepted
-	case r.Flag == "false":
-		msg := r.Message
+	case protocol.FlagFalse:
+		msg := clip(r.Message)
 		if msg == "" {
 			msg = "(no resultMessage)"
 		}
 		v.outcome, v.err = OutcomeRefused, "platform refused: "+msg
 	default:
-		v.outcome, v.err = OutcomeFailed, fmt.Sprintf("reply has resultFlag %q, neither true nor false", clip(r.Flag))
+		v.outcome, v.err = OutcomeFailed, fmt.Sprintf("reply has resultFlag %q, neither true nor false", clip(r.FlagText))
 	}
 	return v
 }

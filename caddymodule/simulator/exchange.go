@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
@@ -39,12 +38,11 @@ func (s *session) send(ctx context.Context, step string, msg message) (*exchange
 		entry.Text = err.Error()
 		return nil, entry, s.deviation(step, ErrProtocol, "posting %s to %s: %v", msg.root, s.cfg.URL, err)
 	}
-	env, perr := protocol.Parse(raw, protocol.Limits{})
+	r, perr := protocol.ReadReply(raw, protocol.Limits{}, []string{s.cfg.Key})
 	if status != http.StatusOK {
 		detail := fmt.Sprintf("HTTP %d from the sidecar", status)
 		if perr == nil {
-			m, _ := env.Text("resultMessage")
-			detail += ": " + m
+			detail += ": " + r.Message
 		}
 		entry.Text = detail
 		return nil, entry, s.deviation(step, ErrProtocol, "%s: %s", msg.root, detail)
@@ -53,22 +51,20 @@ func (s *session) send(ctx context.Context, step string, msg message) (*exchange
 		entry.Text = "malformed reply"
 		return nil, entry, s.deviation(step, ErrProtocol, "the reply to %s is not a valid message: %v", msg.root, perr)
 	}
-	if want := replyRoot(msg.root); env.Root != want {
-		entry.Text = "reply root " + env.Root
-		return nil, entry, s.deviation(step, ErrProtocol, "the reply to %s is a %s, want %s", msg.root, env.Root, want)
+	if want := replyRoot(msg.root); r.Root != want {
+		entry.Text = "reply root " + r.Root
+		return nil, entry, s.deviation(step, ErrProtocol, "the reply to %s is a %s, want %s", msg.root, r.Root, want)
 	}
-	if _, ok := protocol.VerifyAny(env.SignedValue(), env.Sign, []string{s.cfg.Key}); !ok {
+	if r.Signature != protocol.SignatureVerified {
 		entry.Text = "the reply's sign does not verify"
-		return nil, entry, s.deviation(step, ErrBadSignature, "the %s to %s (reply requestUUID %s) is not signed with the agreed key", env.Root, msg.root, env.RequestUUID)
+		return nil, entry, s.deviation(step, ErrBadSignature, "the %s to %s (reply requestUUID %s) is not signed with the agreed key", r.Root, msg.root, r.RequestUUID)
 	}
-	flag, _ := env.Text("resultFlag")
-	result, _ := env.Text("resultMessage")
-	entry.Text = result
-	if strings.TrimSpace(flag) != "true" {
-		return nil, entry, s.deviation(step, ErrRefused, "%s answered resultFlag=%s: %s", msg.root, flag, result)
+	entry.Text = r.Message
+	if r.Flag != protocol.FlagTrue {
+		return nil, entry, s.deviation(step, ErrRefused, "%s answered resultFlag=%s: %s", msg.root, r.FlagText, r.Message)
 	}
 	entry.Result = resultOK
-	ex.reply = env
+	ex.reply = r.Envelope
 	return ex, entry, nil
 }
 

@@ -147,10 +147,10 @@ func (s *session) surrenderCallback(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if flag := text(cb.env, "resultFlag"); flag != "true" {
+	if flag, flagText := protocol.ReadFlag(cb.env); flag != protocol.FlagTrue {
 		entry.Result = resultFail
 		s.record(entry)
-		return s.deviation(step, ErrRefused, "the core reports the surrender as not settled (resultFlag=%s): %s", flag, text(cb.env, "resultMessage"))
+		return s.deviation(step, ErrRefused, "the core reports the surrender as not settled (resultFlag=%s): %s", flagText, text(cb.env, "resultMessage"))
 	}
 	s.record(entry)
 	return nil
