@@ -1,11 +1,8 @@
 package protocol
 
 import (
-	"encoding/xml"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
 )
 
 // Kind classifies why an incoming message was refused. Every kind maps to
@@ -73,15 +70,11 @@ func (k Kind) sentinel() error {
 // Error is the error type returned by Parse. Error() is English for logs;
 // Message() is Chinese for the reply's resultMessage. Neither ever contains
 // a field value from the message, so both are safe to log and to send back.
-// Unwrap gives the decoder's own error, whose text may quote message
-// content (encoding/xml prints bad entity references and names): don't log
-// that one.
 type Error struct {
 	Kind   Kind
 	Detail string // English detail, e.g. "element depth exceeds 32"; never message content
 	Line   int    // 1-based line of a well-formedness error; 0 when not known
 	msg    string // Chinese message
-	err    error  // underlying decoder error, if any
 }
 
 func newError(k Kind, msg, detail string) *Error {
@@ -105,9 +98,6 @@ func (e *Error) Message() string {
 	return e.msg
 }
 
-// Unwrap exposes the decoder error (e.g. *xml.SyntaxError).
-func (e *Error) Unwrap() error { return e.err }
-
 // Is makes errors.Is(err, ErrKind) work for the sentinel of e.Kind.
 func (e *Error) Is(target error) bool {
 	return target != nil && target == e.Kind.sentinel()
@@ -126,46 +116,5 @@ const (
 	msgTooManyAttr = "报文节点属性数量超过限制"
 	msgDupAttr     = "报文不是合法的XML: 节点含有重复的属性"
 	msgBadCharRef  = "报文不是合法的XML: 含有不允许的字符引用"
+	msgForeignName = "报文节点名只能使用ASCII字母、数字、下划线、连字符和点，不支持命名空间"
 )
-
-// errCharset is returned by our CharsetReader so a declared non-UTF-8
-// encoding is recognisable in the decoder's wrapped error.
-var errCharset = errors.New("only UTF-8 is accepted")
-
-// refuseCharset is the decoders' CharsetReader: it is only consulted when
-// the declaration names an encoding other than UTF-8, and it always refuses,
-// so no transcoding (and no GBK "lookalike" input) ever reaches the DOM.
-func refuseCharset(string, io.Reader) (io.Reader, error) { return nil, errCharset }
-
-// decodeError classifies an error coming out of encoding/xml.
-func decodeError(err error) *Error {
-	if errors.Is(err, errCharset) {
-		e := newError(KindEncoding, msgEncoding, "declared encoding is not UTF-8")
-		e.err = err
-		return e
-	}
-	detail := "not well-formed XML"
-	var se *xml.SyntaxError
-	if errors.As(err, &se) {
-		detail += ": " + syntaxDetail(se.Msg)
-	}
-	e := newError(KindMalformed, msgMalformed, detail)
-	e.err = err
-	if se != nil {
-		e.Line = se.Line
-	}
-	return e
-}
-
-// syntaxDetail keeps encoding/xml's explanation but drops the parts that
-// quote input: an unknown entity reference ("&张三" after a bare '&') or an
-// invalid name can be a piece of a personal-data value. Element names in
-// the remaining messages are protocol vocabulary, not data.
-func syntaxDetail(msg string) string {
-	for _, p := range [...]string{"invalid character entity", "invalid XML name"} {
-		if strings.HasPrefix(msg, p) {
-			return p
-		}
-	}
-	return msg
-}

@@ -7,6 +7,7 @@ package protocol
 import (
 	"bytes"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -350,3 +351,12 @@ func scanSource(data []byte, t MessageType) sourceMap {
 	m.ok = sawBody
 	return m
 }
+
+// errCharset is returned by our CharsetReader so a declared non-UTF-8
+// encoding is recognisable in the decoder's wrapped error.
+var errCharset = errors.New("only UTF-8 is accepted")
+
+// refuseCharset is the decoders' CharsetReader: it is only consulted when
+// the declaration names an encoding other than UTF-8, and it always refuses,
+// so no transcoding (and no GBK "lookalike" input) ever reaches the DOM.
+func refuseCharset(string, io.Reader) (io.Reader, error) { return nil, errCharset }

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"strings"
@@ -115,15 +114,46 @@ func TestParseErrorsNeverLeakValues(t *testing.T) {
 	}
 }
 
-func TestParseSyntaxErrorUnwraps(t *testing.T) {
+// TestParseSyntaxErrorLine: a well-formedness refusal says on which line
+// the problem is, in Error() and in the Chinese message.
+func TestParseSyntaxErrorLine(t *testing.T) {
 	_, err := Parse([]byte("<r>\n<a></b></r>"), Limits{})
-	var se *xml.SyntaxError
-	if !errors.As(err, &se) || se.Line != 2 {
-		t.Fatalf("want *xml.SyntaxError on line 2, got %v", err)
-	}
 	var pe *Error
-	if errors.As(err, &pe); pe.Line != 2 || pe.Message() != "报文不是合法的XML(第2行)" {
-		t.Errorf("line %d message %q", pe.Line, pe.Message())
+	if !errors.As(err, &pe) || pe.Line != 2 || pe.Message() != "报文不是合法的XML(第2行)" {
+		t.Fatalf("want a malformed refusal on line 2, got %v", err)
+	}
+	if !strings.Contains(pe.Error(), "(line 2)") {
+		t.Errorf("Error() = %q", pe.Error())
+	}
+}
+
+// TestParseRefusesForeignNames: the protocol uses no namespaces and ASCII
+// names only (DESIGN §1.3). The scanner refuses the rest itself, as
+// well-formed XML that is no protocol message, with a message that
+// quotes nothing of the input.
+func TestParseRefusesForeignNames(t *testing.T) {
+	for _, c := range []struct {
+		name, in string
+		line     int
+	}{
+		{"prefixed root", `<p:insureRequest xmlns:p="urn:x"><p:requestHead/><p:requestBody><p:a>1</p:a></p:requestBody></p:insureRequest>`, 1},
+		{"prefixed field", envelope("<p:claimPhone xmlns:p=\"urn:p\">13812345678</p:claimPhone>"), 1},
+		{"default namespace", envelope(`<a xmlns="urn:d">1</a>`), 1},
+		{"xml:lang", envelope(`<a xml:lang="zh">1</a>`), 1},
+		{"non-ASCII element", "<insureRequest>\n<requestHead/><requestBody><投保人>张三</投保人></requestBody></insureRequest>", 2},
+		{"non-ASCII attribute", envelope(`<a 类型="1">1</a>`), 1},
+		{"prefixed instruction", envelope(`<?a:b x?>`), 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pe := mustRefuse(t, c.in, KindStructure)
+			if pe.Message() != msgForeignName || pe.Line != c.line {
+				t.Errorf("message %q line %d, want %q line %d", pe.Message(), pe.Line, msgForeignName, c.line)
+			}
+			if !errors.Is(pe, ErrStructure) || strings.ContainsAny(pe.Error()+pe.Message(), "张投类") ||
+				strings.Contains(pe.Error(), "138") {
+				t.Errorf("Error() = %q", pe.Error())
+			}
+		})
 	}
 }
 
@@ -136,7 +166,6 @@ func TestParseAccepts(t *testing.T) {
 		{"leading newline", "\n" + envelope("")},
 		{"comments and PI around", envelope("")[:38] + "<!-- hi -->" + envelope("<?pi x?><a>1</a>")[38:] + "<!-- bye -->\n"},
 		{"at the limits", envelope(strings.Repeat("<d>", 29) + strings.Repeat("</d>", 29))}, // root+body+29 = 31 < 32
-		{"namespaced", `<p:insureRequest xmlns:p="urn:x"><p:requestHead/><p:requestBody><p:a>1</p:a></p:requestBody></p:insureRequest>`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -182,8 +211,8 @@ func TestParseExactLimits(t *testing.T) {
 }
 
 // TestParseAttributeCount checks the per-element attribute bound on both
-// parsers: the scanner, and encoding/xml, which an xmlns declaration
-// forces (the scanner defers namespaces to it).
+// parsers: the scanner (Parse), and the encoding/xml reference on a
+// namespaced element (which Parse refuses for its namespace).
 func TestParseAttributeCount(t *testing.T) {
 	attrs := func(n int, first string) string {
 		var b strings.Builder
@@ -203,12 +232,13 @@ func TestParseAttributeCount(t *testing.T) {
 		{"encoding/xml", `xmlns:p="urn:p"`},
 	} {
 		t.Run(parser.name, func(t *testing.T) {
+			parse := parserFor(parser.first == "")
 			at := envelope(attrs(DefaultMaxAttributes, parser.first))
-			if _, err := Parse([]byte(at), Limits{}); err != nil {
+			if _, err := parse([]byte(at), Limits{}); err != nil {
 				t.Errorf("%d attributes refused: %v", DefaultMaxAttributes, err)
 			}
 			over := envelope(attrs(DefaultMaxAttributes+1, parser.first))
-			_, err := Parse([]byte(over), Limits{})
+			_, err := parse([]byte(over), Limits{})
 			var pe *Error
 			if !errors.As(err, &pe) || pe.Kind != KindTooLarge {
 				t.Fatalf("%d attributes: %v", DefaultMaxAttributes+1, err)
@@ -216,7 +246,7 @@ func TestParseAttributeCount(t *testing.T) {
 			if want := "报文节点属性数量超过限制(最多16个)"; pe.Message() != want {
 				t.Errorf("message %q, want %q", pe.Message(), want)
 			}
-			if _, err := Parse([]byte(at), Limits{MaxAttributes: 4}); !errors.Is(err, ErrTooLarge) {
+			if _, err := parse([]byte(at), Limits{MaxAttributes: 4}); !errors.Is(err, ErrTooLarge) {
 				t.Errorf("%d attributes with max 4: %v", DefaultMaxAttributes, err)
 			}
 		})
@@ -307,7 +337,7 @@ func TestParseRefusesDuplicateAttributes(t *testing.T) {
 		{"encoding/xml, two prefixes of one namespace", `<mobile xmlns:p="urn:x" xmlns:q="urn:x" p:k="1" q:k="13812345678"/>`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pe := mustRefuse(t, envelope(tc.body), KindMalformed)
+			pe := mustRefuseBy(t, parserFor(tc.name == "scanner"), envelope(tc.body), KindMalformed)
 			scannerRefuses(t, envelope(tc.body), tc.name == "scanner")
 			if want := "报文不是合法的XML: 节点含有重复的属性(第1行)"; pe.Message() != want {
 				t.Errorf("Message() = %q, want %q", pe.Message(), want)
@@ -334,8 +364,9 @@ func TestParseRefusesNonCharacterReferences(t *testing.T) {
 			{"encoding/xml attribute", `<name xmlns:p="urn:p" p:k="` + ref + `">x</name>`},
 		} {
 			t.Run(ref+" "+tc.name, func(t *testing.T) {
-				pe := mustRefuse(t, envelope(tc.body), KindMalformed)
-				scannerRefuses(t, envelope(tc.body), strings.HasPrefix(tc.name, "scanner"))
+				own := strings.HasPrefix(tc.name, "scanner")
+				pe := mustRefuseBy(t, parserFor(own), envelope(tc.body), KindMalformed)
+				scannerRefuses(t, envelope(tc.body), own)
 				if !strings.HasPrefix(pe.Message(), "报文不是合法的XML") || strings.Contains(pe.Message(), "浙江") ||
 					strings.ContainsAny(pe.Message(), "&#") {
 					t.Errorf("Message() = %q", pe.Message())
@@ -356,7 +387,22 @@ func TestParseRefusesNonCharacterReferences(t *testing.T) {
 // mustRefuse parses in and returns its *Error, which must be of kind k.
 func mustRefuse(t *testing.T, in string, k Kind) *Error {
 	t.Helper()
-	_, err := Parse([]byte(in), Limits{})
+	return mustRefuseBy(t, Parse, in, k)
+}
+
+// parserFor is Parse for the scanner's own cases, and the encoding/xml
+// reference (parseStd) for the cases only namespaces let reach it: Parse
+// refuses those for their namespace first.
+func parserFor(own bool) func([]byte, Limits) (*Envelope, error) {
+	if own {
+		return Parse
+	}
+	return parseStd
+}
+
+func mustRefuseBy(t *testing.T, parse func([]byte, Limits) (*Envelope, error), in string, k Kind) *Error {
+	t.Helper()
+	_, err := parse([]byte(in), Limits{})
 	var pe *Error
 	if !errors.As(err, &pe) {
 		t.Fatalf("want *Error, got %v", err)
@@ -367,14 +413,14 @@ func mustRefuse(t *testing.T, in string, k Kind) *Error {
 	return pe
 }
 
-// scannerRefuses checks that the scanner itself refuses in as malformed
-// (own) or leaves it to encoding/xml (!own), never accepting it.
+// scannerRefuses checks that the scanner refuses in as malformed (own)
+// or for its namespace (!own), never accepting it.
 func scannerRefuses(t *testing.T, in string, own bool) {
 	t.Helper()
 	doc, kind := scanDOM([]byte(in), Limits{}.withDefaults())
 	want := KindMalformed
 	if !own {
-		want = kindDefer
+		want = KindStructure // a namespace, before anything else
 	}
 	if doc != nil || kind != want {
 		t.Errorf("scanDOM: tree %v, kind %v; want kind %v", doc != nil, kind, want)

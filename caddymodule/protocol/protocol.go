@@ -1,15 +1,32 @@
 // Package protocol implements the 工保网 (gongbao) message envelope: parsing
 // and checking incoming signed XML, computing and verifying the MD5
-// signature, and building well-formed, signed outgoing XML.
+// signature, building well-formed, signed outgoing XML, and reading a
+// platform's reply.
 //
-// It knows nothing about Caddy, mappings or business fields. See
+// It knows nothing about Caddy, mappings or business fields, and must not
+// import Caddy, zap, or any other package of this module (mapping, store,
+// delivery, simulator, caddymodule): everything else builds on it. Its
+// only third-party imports are xmlquery (the tree the rest of the code
+// works on, DESIGN §2), uuid, and x/text for Explain's GBK variant. See
 // DESIGN.md §1 for the protocol facts this package encodes.
 //
-// Files: protocol.go (envelope, Parse), scan.go (the fast checked
-// single-pass tree builder), parse.go (the encoding/xml-based reference
-// builder, which also words every refusal), signature.go (V, Sign,
-// VerifyAny), build.go (outgoing XML), errors.go (Error, kinds, Chinese
-// messages).
+// Files:
+//   - protocol.go: Envelope, Limits, Parse (byte checks, tree, envelope).
+//   - parse.go: Parse's byte checks and the helpers of the tree builder.
+//   - scan.go: the checked single-pass tree builder, the one XML parser
+//     of platform input (its encoding/xml-based reference lives in
+//     reference_test.go, for the differential and fuzz tests).
+//   - errors.go: Error, its Kinds and Chinese messages.
+//   - signature.go: the signed value V, Sign, VerifyAny.
+//   - build.go: outgoing XML (BuildRequest, BuildResponse, …).
+//   - reply.go: ReadReply and ReadFlag, the one reader of platform
+//     replies (root, requestUUID, sign, resultFlag, resultMessage).
+//   - explain.go, explain_flat.go, explain_keys.go: Explain, why a sign
+//     does not verify, for the operator's `caddy gongbao explain`. After
+//     Parse has accepted a message, explain_flat re-reads it with
+//     encoding/xml only to locate source spans; it decides nothing.
+//   - resign.go: Resign, re-signing a hand-edited message for the `sign`
+//     command and tests (Parse first, then encoding/xml to find the head).
 package protocol
 
 import (
@@ -116,7 +133,9 @@ func (l Limits) withDefaults() Limits {
 //     UTF-8 (KindEncoding); a UTF-8 byte-order mark is accepted;
 //   - input beyond lim (KindTooLarge);
 //   - a root without exactly one head and one body of the same type, or a
-//     head with a repeated requestUUID or sign (KindStructure).
+//     head with a repeated requestUUID or sign (KindStructure);
+//   - a namespace (a prefixed name, an xmlns attribute) or a name with a
+//     letter outside ASCII, which the protocol never uses (KindStructure).
 //
 // Callers should still bound the bytes they read (e.g. http.MaxBytesReader)
 // to lim.MaxBytes+1; Parse checks the length it is given.
@@ -199,7 +218,7 @@ func envelopeOf(doc *xmlquery.Node) (*Envelope, error) {
 	if err := readHead(env); err != nil {
 		return nil, err
 	}
-	// The tree's strings share one copy of the whole message (scanDOM).
+	// The tree's strings share one copy of the whole message (scanDOMSlab).
 	// Root and RequestUUID are what callers keep beyond the request
 	// (metric labels, journal, idempotency records), so they get their own
 	// few bytes, one allocation for both.

@@ -72,19 +72,6 @@ func TestReleaseConcurrent(t *testing.T) {
 	wg.Wait()
 }
 
-// TestReleaseOfRefusalsAndDeferred: envelopes built by encoding/xml have no
-// slab; Release is still safe on them.
-func TestReleaseOfDeferred(t *testing.T) {
-	env, err := Parse([]byte(`<p:r xmlns:p="urn:x"><p:requestHead/><p:requestBody><p:a>1</p:a></p:requestBody></p:r>`), Limits{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if env.slab != nil {
-		t.Error("namespaced message has a scanner slab")
-	}
-	env.Release()
-}
-
 func mustParse(t *testing.T, data []byte) *Envelope {
 	t.Helper()
 	env, err := Parse(data, Limits{})

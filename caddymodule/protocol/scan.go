@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -9,10 +10,9 @@ import (
 	"github.com/antchfx/xmlquery"
 )
 
-// scanDOM is the fast path of parseDOM: a hand-written scanner for the
-// subset of XML the protocol's messages use, building exactly the tree
-// parseDOMStd (encoding/xml) builds, in one pass, with a handful of
-// allocations instead of several per token:
+// scanDOMSlab builds the checked tree of one message: a hand-written
+// scanner for the subset of XML the protocol's messages use, in one pass,
+// with a handful of allocations instead of several per token:
 //   - the input is copied into one string, and element names, comments,
 //     processing instructions and every text or attribute value without a
 //     reference or a CR are substrings of it;
@@ -25,26 +25,20 @@ import (
 // other, for as long as any of them is referenced (the tree itself keeps
 // it all anyway).
 //
-// It returns the tree, or nil and a Kind: the kind of refusal
-// parseDOMStd reports for the same input, or kindDefer for input it leaves
-// to encoding/xml: names with ':' or non-ASCII letters, and xmlns
-// attributes (namespaces). It never returns an error itself. Its caller
-// hands every input it does not accept to parseDOMStd, so the errors (kind,
-// message, detail, line, wrapped *xml.SyntaxError) are encoding/xml's own,
-// and a refusal costs at most a second, equally bounded, pass. The
-// differential tests and FuzzScanMatchesDecoder hold both sides together:
-// whatever scanDOM accepts, parseDOMStd accepts with an identical tree, and
-// whatever it refuses, parseDOMStd refuses with the same Kind.
+// It is the only XML parser platform input meets. It reads XML 1.0 as
+// encoding/xml (Strict) does and builds the tree xmlquery would, except
+// that it refuses, with KindStructure, what the protocol never uses:
+// namespaces (a ':' in a name, xmlns attributes) and names with letters
+// outside ASCII (DESIGN §1.3). Every other refusal has the Kind
+// encoding/xml's reading would have; its detail and line are the
+// scanner's own and never quote the input. The encoding/xml-based
+// reference builder lives on in the tests (parseDOMStd):
+// FuzzScanMatchesDecoder holds the two together.
 //
-// data must be valid UTF-8 (checkBytes) and lim have its defaults.
-func scanDOM(data []byte, lim Limits) (*xmlquery.Node, Kind) {
-	doc, _, kind := scanDOMSlab(data, lim)
-	return doc, kind
-}
-
-// scanDOMSlab is scanDOM that also returns the tree's first node slab,
-// for Envelope.Release.
-func scanDOMSlab(data []byte, lim Limits) (*xmlquery.Node, []xmlquery.Node, Kind) {
+// It returns the tree and its first node slab, for Envelope.Release, or
+// the refusal. data must be valid UTF-8 (checkBytes) and lim have its
+// defaults.
+func scanDOMSlab(data []byte, lim Limits) (*xmlquery.Node, []xmlquery.Node, *Error) {
 	sc := scanPool.Get().(*scanScratch)
 	defer sc.release()
 	markup := bytes.Count(data, ltByte)
@@ -60,7 +54,10 @@ func scanDOMSlab(data []byte, lim Limits) (*xmlquery.Node, []xmlquery.Node, Kind
 	doc, kind := x.run()
 	if doc == nil {
 		putSlab(first)
-		return nil, nil, kind
+		if x.err == nil { // every refusal records itself; this is a safety net
+			x.err = newError(kind, msgMalformed, "not well-formed XML")
+		}
+		return nil, nil, x.err
 	}
 	if len(sc.fix) > 0 {
 		decoded := string(sc.dec)
@@ -68,7 +65,7 @@ func scanDOMSlab(data []byte, lim Limits) (*xmlquery.Node, []xmlquery.Node, Kind
 			*f.dst = decoded[f.start:f.end]
 		}
 	}
-	return doc, first, 0
+	return doc, first, nil
 }
 
 // Node slabs given back by Envelope.Release. Slabs above maxPooledNodes
@@ -99,12 +96,9 @@ func putSlab(s []xmlquery.Node) {
 	slabPool.Put(&s)
 }
 
-// kindDefer is scanDOM's answer for input it leaves to encoding/xml.
-const kindDefer Kind = -1
-
 var ltByte = []byte{'<'}
 
-// scanner is the state of one scanDOM call.
+// scanner is the state of one scanDOMSlab call.
 type scanner struct {
 	in   []byte // the message
 	s    string // the same bytes as a string, for zero-copy substrings
@@ -113,6 +107,8 @@ type scanner struct {
 	slab []xmlquery.Node // unused nodes
 	more int             // size of the next slab, if this one runs out
 
+	at              int            // end of the token being handled, for locating a refusal
+	err             *Error         // the refusal, once one is found
 	cur             *xmlquery.Node // element (or document) receiving new children
 	depth, elements int
 	runTokens       int   // tokens in the current run of character data
@@ -210,9 +206,9 @@ func (x *scanner) node(t xmlquery.NodeType) *xmlquery.Node {
 	return n
 }
 
-// run is parseDOMStd's token loop, over the scanner's own tokens, with
-// the same checks in the same order, so that the first problem found is
-// the one encoding/xml would report (same Kind).
+// run is the reference's token loop (parseDOMStd), over the scanner's own
+// tokens, with the same checks in the same order, so that the first
+// problem found is the one encoding/xml would report (same Kind).
 func (x *scanner) run() (*xmlquery.Node, Kind) {
 	in := x.in
 	doc := x.node(xmlquery.DocumentNode)
@@ -231,13 +227,14 @@ func (x *scanner) run() (*xmlquery.Node, Kind) {
 			if v, p, kind = x.text(p); kind != 0 {
 				return nil, kind
 			}
+			x.at = p
 			if prolog, kind = x.charData(xmlquery.TextNode, v, wasProlog); kind != 0 {
 				return nil, kind
 			}
 			continue
 		}
 		if p+1 >= len(in) {
-			return nil, KindMalformed
+			return nil, x.malformed(len(in), msgEOF)
 		}
 		switch in[p+1] {
 		case '/': // end tag
@@ -255,7 +252,7 @@ func (x *scanner) run() (*xmlquery.Node, Kind) {
 			}
 			if strings.EqualFold(target, "xml") {
 				if !wasProlog || target != "xml" {
-					return nil, KindMalformed
+					return nil, x.malformed(p, "misplaced XML declaration")
 				}
 				n := x.node(xmlquery.DeclarationNode)
 				n.Data = "xml"
@@ -272,7 +269,7 @@ func (x *scanner) run() (*xmlquery.Node, Kind) {
 
 		case '!':
 			if p+2 >= len(in) {
-				return nil, KindMalformed
+				return nil, x.malformed(len(in), msgEOF)
 			}
 			switch in[p+2] {
 			case '-': // comment
@@ -288,11 +285,12 @@ func (x *scanner) run() (*xmlquery.Node, Kind) {
 				if v, p, kind = x.cdata(p + 3); kind != 0 {
 					return nil, kind
 				}
+				x.at = p
 				if prolog, kind = x.charData(xmlquery.CharDataNode, v, wasProlog); kind != 0 {
 					return nil, kind
 				}
 			default: // <!DOCTYPE, <!ENTITY, …: refused once read
-				return nil, directiveKind(in, p+3)
+				return nil, x.directive(p + 3)
 			}
 
 		default: // start tag
@@ -303,15 +301,16 @@ func (x *scanner) run() (*xmlquery.Node, Kind) {
 			if n, empty, p, kind = x.startTag(p + 1); kind != 0 {
 				return nil, kind
 			}
+			x.at = p
 			if x.depth == 0 && rootSeen {
-				return nil, KindMalformed
+				return nil, x.malformed(p, "more than one root element")
 			}
 			rootSeen = true
 			x.depth++
 			x.elements++
 			x.resetRun()
 			if x.depth > x.lim.MaxDepth || x.elements > x.lim.MaxElements {
-				return nil, KindTooLarge
+				return nil, x.tooDeepOrMany()
 			}
 			if kind = x.attrs(n); kind != 0 {
 				return nil, kind
@@ -325,7 +324,7 @@ func (x *scanner) run() (*xmlquery.Node, Kind) {
 		}
 	}
 	if x.depth > 0 || !rootSeen {
-		return nil, KindMalformed
+		return nil, x.unfinished(rootSeen)
 	}
 	return doc, 0
 }
@@ -335,13 +334,13 @@ func (x *scanner) run() (*xmlquery.Node, Kind) {
 func (x *scanner) charData(t xmlquery.NodeType, v value, wasProlog bool) (bool, Kind) {
 	if x.depth == 0 {
 		if !x.blank(v) {
-			return false, KindMalformed
+			return false, x.malformed(x.at, "character data outside the root element")
 		}
 		x.discard(v)
 		return wasProlog, 0 // white space is tolerated before <?xml
 	}
 	if !x.addToRun(v) {
-		return false, KindTooLarge
+		return false, x.refuse(limitError(msgValueTooBig, "个字符", "value length", x.lim.MaxValueChars))
 	}
 	n := x.node(t)
 	x.assign(&n.Data, v)
@@ -456,20 +455,20 @@ func (x *scanner) text(p int) (value, int, Kind) {
 			decode = true
 		case ccBracket:
 			if i+2 < len(in) && in[i+1] == ']' && in[i+2] == '>' {
-				return value{}, 0, KindMalformed // "]]>" outside CDATA
+				return value{}, 0, x.malformed(i, `"]]>" outside a CDATA section`) // "]]>" outside CDATA
 			}
 		case ccBad:
-			return value{}, 0, KindMalformed
+			return value{}, 0, x.malformed(i, msgIllegalChar)
 		case ccEF:
 			if notXMLChar(in, i) {
-				return value{}, 0, KindMalformed
+				return value{}, 0, x.malformed(i, msgIllegalChar)
 			}
 		}
 		i++
 	}
 	v, ok := x.value(p, i, decode, true)
 	if !ok {
-		return value{}, 0, KindMalformed
+		return value{}, 0, x.badReference(p, i)
 	}
 	return v, i, 0
 }
@@ -478,12 +477,12 @@ func (x *scanner) text(p int) (value, int, Kind) {
 func (x *scanner) cdata(p int) (value, int, Kind) {
 	in := x.in
 	if !bytes.HasPrefix(in[p:], cdataTail) {
-		return value{}, 0, KindMalformed
+		return value{}, 0, x.malformed(p, "invalid <![ section")
 	}
 	p += len(cdataTail)
 	end := strings.Index(x.s[p:], "]]>")
 	if end < 0 {
-		return value{}, 0, KindMalformed
+		return value{}, 0, x.malformed(len(in), msgEOF)
 	}
 	end += p
 	decode := false
@@ -492,10 +491,10 @@ func (x *scanner) cdata(p int) (value, int, Kind) {
 		case ccDecode:
 			decode = true
 		case ccBad:
-			return value{}, 0, KindMalformed
+			return value{}, 0, x.malformed(i, msgIllegalChar)
 		case ccEF:
 			if notXMLChar(in, i) {
-				return value{}, 0, KindMalformed
+				return value{}, 0, x.malformed(i, msgIllegalChar)
 			}
 		}
 	}
@@ -518,20 +517,20 @@ func (x *scanner) attrValue(p int, quote byte) (value, int, Kind) {
 		case ccEnd:
 			v, ok := x.value(p, i, decode, true)
 			if !ok {
-				return value{}, 0, KindMalformed
+				return value{}, 0, x.badReference(p, i)
 			}
 			return v, i + 1, 0
 		case ccDecode:
 			decode = true
 		case ccBad:
-			return value{}, 0, KindMalformed
+			return value{}, 0, x.malformed(i, "illegal character in an attribute value")
 		case ccEF:
 			if notXMLChar(in, i) {
-				return value{}, 0, KindMalformed
+				return value{}, 0, x.malformed(i, msgIllegalChar)
 			}
 		}
 	}
-	return value{}, 0, KindMalformed
+	return value{}, 0, x.malformed(len(in), msgEOF)
 }
 
 // value makes the value of in[start:end]: the substring itself, or its
@@ -676,12 +675,12 @@ func isInCharacterRange(r rune) bool {
 
 // Byte classes of names. encoding/xml reads a name as the longest run of
 // ASCII name bytes and non-ASCII bytes, then checks it. The scanner
-// handles ASCII names without ':' and defers the rest (namespaces, letters
-// outside ASCII) to encoding/xml.
+// handles ASCII names without ':' and refuses the rest (namespaces, letters
+// outside ASCII), which the protocol does not use (foreignName).
 const (
-	ncStop  = iota // ends a name
-	ncName         // [A-Za-z0-9_.-]
-	ncDefer        // ':' or a byte of a non-ASCII character
+	ncStop    = iota // ends a name
+	ncName           // [A-Za-z0-9_.-]
+	ncForeign        // ':' or a byte of a non-ASCII character
 )
 
 var nameClass = func() (t [256]uint8) {
@@ -691,7 +690,7 @@ var nameClass = func() (t [256]uint8) {
 			c == '_', c == '.', c == '-':
 			t[c] = ncName
 		case c == ':', c >= utf8.RuneSelf:
-			t[c] = ncDefer
+			t[c] = ncForeign
 		}
 	}
 	return t
@@ -705,13 +704,13 @@ func (x *scanner) name(p int) (string, int, Kind) {
 		i++
 	}
 	switch {
-	case i < len(in) && nameClass[in[i]] == ncDefer:
-		return "", 0, kindDefer
+	case i < len(in) && nameClass[in[i]] == ncForeign:
+		return "", 0, x.refuse(foreignName(x.lineAt(i)))
 	case i == p || i == len(in): // no name, or the input ends in it
-		return "", 0, KindMalformed
+		return "", 0, x.malformed(i, "expected a name")
 	}
 	if c := in[p]; c != '_' && !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z') {
-		return "", 0, KindMalformed // a digit, '.' or '-' cannot start a name
+		return "", 0, x.malformed(p, "invalid XML name") // a digit, '.' or '-' cannot start a name
 	}
 	return x.s[p:i], i, 0
 }
@@ -736,12 +735,12 @@ func (x *scanner) startTag(p int) (n *xmlquery.Node, empty bool, next int, kind 
 	for {
 		p = skipSpace(in, p)
 		if p >= len(in) {
-			return nil, false, 0, KindMalformed
+			return nil, false, 0, x.malformed(len(in), msgEOF)
 		}
 		switch in[p] {
 		case '/':
 			if p+1 >= len(in) || in[p+1] != '>' {
-				return nil, false, 0, KindMalformed
+				return nil, false, 0, x.malformed(p, "expected /> in element")
 			}
 			empty = true
 			p += 2
@@ -753,13 +752,13 @@ func (x *scanner) startTag(p int) (n *xmlquery.Node, empty bool, next int, kind 
 				return nil, false, 0, kind
 			}
 			if a.name == "xmlns" {
-				return nil, false, 0, kindDefer
+				return nil, false, 0, x.refuse(foreignName(x.lineAt(p)))
 			}
 			if p = skipSpace(in, p); p >= len(in) || in[p] != '=' {
-				return nil, false, 0, KindMalformed
+				return nil, false, 0, x.malformed(p, "attribute name without = in element")
 			}
 			if p = skipSpace(in, p+1); p >= len(in) || (in[p] != '"' && in[p] != '\'') {
-				return nil, false, 0, KindMalformed
+				return nil, false, 0, x.malformed(p, "unquoted or missing attribute value in element")
 			}
 			if a.value, p, kind = x.attrValue(p+1, in[p]); kind != 0 {
 				return nil, false, 0, kind
@@ -781,17 +780,17 @@ func (x *scanner) attrs(n *xmlquery.Node) Kind {
 		return 0
 	}
 	if len(pending) > x.lim.MaxAttributes {
-		return KindTooLarge
+		return x.refuse(limitError(msgTooManyAttr, "个", "attribute count", x.lim.MaxAttributes))
 	}
 	for _, a := range pending {
 		if x.runes(a.value) > x.lim.MaxValueChars {
-			return KindTooLarge
+			return x.refuse(limitError(msgValueTooBig, "个字符", "attribute value length", x.lim.MaxValueChars))
 		}
 	}
 	for i := 1; i < len(pending); i++ { // at most MaxAttributes: a quadratic scan is cheap
 		for _, earlier := range pending[:i] {
 			if earlier.name == pending[i].name {
-				return KindMalformed // as parseDOMStd's duplicateAttr
+				return x.refuse(x.located(newError(KindMalformed, msgDupAttr, "duplicate attribute"), x.at))
 			}
 		}
 	}
@@ -813,10 +812,10 @@ func (x *scanner) endTag(p int) (int, Kind) {
 	}
 	name := x.s[p:i]
 	if i = skipSpace(in, i); i >= len(in) || in[i] != '>' {
-		return 0, KindMalformed
+		return 0, x.malformed(i, "invalid characters between </ and >")
 	}
 	if x.depth == 0 || name != x.cur.Data {
-		return 0, KindMalformed
+		return 0, x.malformed(i, "end tag does not match the open element")
 	}
 	return i + 1, 0
 }
@@ -831,15 +830,15 @@ func (x *scanner) procInst(p int) (target, inst string, next int, kind Kind) {
 	p = skipSpace(x.in, p)
 	end := strings.Index(x.s[p:], "?>")
 	if end < 0 {
-		return "", "", 0, KindMalformed
+		return "", "", 0, x.malformed(len(x.in), msgEOF)
 	}
 	inst = x.s[p : p+end]
 	if target == "xml" {
 		if ver := declParam("version=", inst); ver != "" && ver != "1.0" {
-			return "", "", 0, KindMalformed
+			return "", "", 0, x.malformed(p, "unsupported version in the XML declaration; only 1.0 is supported")
 		}
 		if enc := declParam("encoding=", inst); enc != "" && !strings.EqualFold(enc, "utf-8") {
-			return "", "", 0, KindEncoding
+			return "", "", 0, x.refuse(newError(KindEncoding, msgEncoding, "declared encoding is not UTF-8"))
 		}
 	}
 	return target, inst, p + end + 2, 0
@@ -849,31 +848,33 @@ func (x *scanner) procInst(p int) (target, inst string, next int, kind Kind) {
 // first "--" must be followed by '>'.
 func (x *scanner) comment(p int) (string, int, Kind) {
 	if p >= len(x.in) || x.in[p] != '-' {
-		return "", 0, KindMalformed
+		return "", 0, x.malformed(p, "invalid sequence <!- not part of <!--")
 	}
 	p++
 	end := strings.Index(x.s[p:], "--")
 	if end < 0 || p+end+2 >= len(x.in) || x.in[p+end+2] != '>' {
-		return "", 0, KindMalformed
+		return "", 0, x.malformed(min(p+max(end, 0), len(x.in)), `invalid sequence "--" not allowed in comments`)
 	}
 	return x.s[p : p+end], p + end + 3, 0
 }
 
-// directiveKind is what reading a <!…> declaration ends in: KindForbidden
-// once encoding/xml has read it whole, KindMalformed if the input ends
-// first. p is just after the byte following "<!". The loop is
-// encoding/xml's: quotes, nested <…> and embedded comments.
-func directiveKind(in []byte, p int) Kind {
+// directive refuses a <!…> declaration: KindForbidden once it has been
+// read whole, naming its keyword (DOCTYPE, ENTITY, …) but never its
+// content; KindMalformed if the input ends first. p is just after the
+// byte following "<!". The loop is encoding/xml's: quotes, nested <…>
+// and embedded comments.
+func (x *scanner) directive(p int) Kind {
+	in, keyword := x.in, p-1
 	var inquote byte
 	depth := 0
 	for {
 		if p >= len(in) {
-			return KindMalformed
+			return x.malformed(len(in), msgEOF)
 		}
 		b := in[p]
 		p++
 		if inquote == 0 && b == '>' && depth == 0 {
-			return KindForbidden
+			return x.refuse(forbidden(in[keyword : p-1]))
 		}
 	handle:
 		switch {
@@ -887,7 +888,7 @@ func directiveKind(in []byte, p int) Kind {
 		case b == '<':
 			for _, want := range []byte("!--") {
 				if p >= len(in) {
-					return KindMalformed
+					return x.malformed(len(in), msgEOF)
 				}
 				b = in[p]
 				p++
@@ -898,7 +899,7 @@ func directiveKind(in []byte, p int) Kind {
 			}
 			end := bytes.Index(in[p:], commentEnd)
 			if end < 0 {
-				return KindMalformed
+				return x.malformed(len(in), msgEOF)
 			}
 			p += end + len(commentEnd)
 		}
@@ -945,4 +946,113 @@ func isBlankString(s string) bool {
 		}
 	}
 	return true
+}
+
+// Details of well-formedness refusals.
+const (
+	msgEOF         = "unexpected end of input"
+	msgIllegalChar = "illegal character code"
+)
+
+// lineAt is the 1-based line of in[at].
+func (x *scanner) lineAt(at int) int {
+	return 1 + bytes.Count(x.in[:min(at, len(x.in))], newline)
+}
+
+var newline = []byte{'\n'}
+
+// refuse records the scan's refusal (the first one found) and returns its Kind.
+func (x *scanner) refuse(e *Error) Kind {
+	if x.err == nil {
+		x.err = e
+	}
+	return e.Kind
+}
+
+// located sets e's line to the line of in[at].
+func (x *scanner) located(e *Error, at int) *Error {
+	e.Line = x.lineAt(at)
+	return e
+}
+
+// malformed refuses input that is not well-formed XML, at in[at].
+func (x *scanner) malformed(at int, detail string) Kind {
+	return x.refuse(x.located(newError(KindMalformed, msgMalformed, "not well-formed XML: "+detail), at))
+}
+
+// tooDeepOrMany refuses an element past the depth or element-count limit
+// (depth first, as it is checked first).
+func (x *scanner) tooDeepOrMany() Kind {
+	if x.depth > x.lim.MaxDepth {
+		return x.refuse(limitError(msgTooDeep, "层", "element depth", x.lim.MaxDepth))
+	}
+	return x.refuse(limitError(msgTooMany, "个", "element count", x.lim.MaxElements))
+}
+
+// unfinished refuses input that ends inside the root, or has none.
+func (x *scanner) unfinished(rootSeen bool) Kind {
+	if !rootSeen {
+		return x.refuse(newError(KindMalformed, msgEmpty, "no root element"))
+	}
+	return x.malformed(len(x.in), msgEOF)
+}
+
+// badReference refuses the value in[start:end], in which a reference did
+// not decode: a character reference to a character XML or the protocol
+// excludes (charRefAllowed), or any other malformed or unknown reference.
+func (x *scanner) badReference(start, end int) Kind {
+	for i := start; i < end; i++ {
+		if x.in[i] != '&' {
+			continue
+		}
+		if _, _, ok := reference(x.in[i:end]); ok {
+			continue
+		}
+		if isCharRef(x.in[i:end]) {
+			return x.refuse(x.located(newError(KindMalformed, msgBadCharRef, "character reference to a surrogate or noncharacter"), i))
+		}
+		return x.malformed(i, "invalid character entity")
+	}
+	return x.malformed(end, "invalid character entity")
+}
+
+// isCharRef reports whether b starts with a syntactically complete
+// character reference (&#digits; or &#xhex;), whatever it names.
+func isCharRef(b []byte) bool {
+	if len(b) < 2 || b[1] != '#' {
+		return false
+	}
+	i, base := 2, uint32(10)
+	if i < len(b) && b[i] == 'x' {
+		i, base = 3, 16
+	}
+	start := i
+	for i < len(b) && digitValue(b[i], base) >= 0 {
+		i++
+	}
+	return i > start && i < len(b) && b[i] == ';'
+}
+
+// foreignName refuses a name the protocol does not use: one with ':' (a
+// namespace prefix) or a letter outside ASCII, or an xmlns declaration.
+// Such XML may be well-formed, but it is no protocol message (DESIGN
+// §1.3: no namespaces, ASCII element names).
+func foreignName(line int) *Error {
+	e := newError(KindStructure, msgForeignName,
+		"namespace or non-ASCII name (the protocol uses neither)")
+	e.Line = line
+	return e
+}
+
+// forbidden refuses a <!…> declaration, naming its keyword (DOCTYPE,
+// ENTITY, …) but never its content.
+func forbidden(dir []byte) *Error {
+	kw := dir
+	if i := bytes.IndexFunc(kw, func(r rune) bool { return !isNameRune(r, false) }); i >= 0 {
+		kw = kw[:i]
+	}
+	if len(kw) > 16 {
+		kw = kw[:16]
+	}
+	return newError(KindForbidden, msgForbidden, fmt.Sprintf("<!%s> declaration", kw))
 }
