@@ -29,7 +29,8 @@ type JournalConfig struct {
 	BodyRetention caddy.Duration `json:"body_retention,omitempty"`
 
 	// MaskPersonalData masks names, mobiles, ID numbers, bank accounts,
-	// e-mails and addresses (the mapping rows tagged pii) in stored bodies.
+	// e-mails and addresses (the mapping rows tagged pii) in stored bodies,
+	// each by its kind's rule (陈**, 138****2345; see internal/pii).
 	MaskPersonalData bool `json:"mask_personal_data,omitempty"`
 }
 
