@@ -265,7 +265,6 @@ type Engine struct {
 	clock  Clock
 	log    *slog.Logger
 	http   *http.Client
-	d      dialect
 	q      queue
 	policy func() *Policy
 	jitter func() float64
@@ -308,10 +307,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	switch e.db.Driver {
 	case store.DriverSQLite:
-		e.d = sqliteDialect
 		e.q, err = newSQLiteQueue(e)
 	case store.DriverPostgres:
-		e.d = postgresDialect
 		e.q, err = newPostgresQueue(e)
 	default:
 		err = fmt.Errorf("%w: store driver %q", ErrInvalid, e.db.Driver)
@@ -319,7 +316,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := e.q.migrate(ctx, e.d); err != nil {
+	if err := e.q.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("delivery: migrating tables: %w", store.Unavailable(err))
 	}
 	if err := e.recoverAtStart(ctx); err != nil {
