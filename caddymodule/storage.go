@@ -179,15 +179,14 @@ func (c *IdempotencyConfig) withDefaults() {
 }
 
 func (c *IdempotencyConfig) validate() error {
-	switch {
-	case c.UnknownOutcome != unknownRetry && c.UnknownOutcome != unknownHold:
-		return fmt.Errorf("gongbao idempotency: unknown_outcome must be %q or %q, not %q", unknownRetry, unknownHold, c.UnknownOutcome)
-	case c.WaitInFlight < 0:
-		return errors.New("gongbao idempotency: wait_in_flight must not be negative")
-	case c.Lease <= 0:
-		return errors.New("gongbao idempotency: lease must be positive")
-	case c.Retention <= 0:
-		return errors.New("gongbao idempotency: retention must be positive")
+	const section = "gongbao idempotency"
+	var outcome error
+	if c.UnknownOutcome != unknownRetry && c.UnknownOutcome != unknownHold {
+		outcome = fmt.Errorf("%s: unknown_outcome must be %q or %q (got %q)", section, unknownRetry, unknownHold, c.UnknownOutcome)
 	}
-	return nil
+	return errors.Join(outcome,
+		notNegativeDuration(section, "wait_in_flight", c.WaitInFlight),
+		positiveDuration(section, "lease", c.Lease),
+		positiveDuration(section, "retention", c.Retention),
+	)
 }
