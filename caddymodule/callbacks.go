@@ -29,7 +29,10 @@ const defaultCallbackBase = "http://127.0.0.1:7070"
 
 // CallbackConfig sets where and how callbacks to the platform are
 // delivered. Delivery settings belong to the store they run on: they are
-// read when the store is first opened and kept across reloads that reuse it.
+// read when the store is first opened and kept across reloads that reuse
+// it; a reload whose settings differ logs a warning for each
+// (callbacks_running.go). Addresses, reply_signature and refusal follow
+// every reload.
 type CallbackConfig struct {
 	// Base is the platform's callback address. A callback goes to
 	// Base + "/" + its request root element, e.g.

@@ -197,6 +197,13 @@ const (
 	DefaultMaxReplyBytes  = protocol.DefaultMaxBytes
 )
 
+// DefaultRescueAfter is Config.RescueAfter's default for an attempt
+// timeout: a job running longer than its timeout, the time to record it
+// and a margin is taken for crashed.
+func DefaultRescueAfter(attemptTimeout time.Duration) time.Duration {
+	return attemptTimeout + recordMargin + defaultRescueMargin
+}
+
 // Config configures an Engine.
 type Config struct {
 	// Store is the open store handle; required. The Engine does not close it.
@@ -349,7 +356,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Instance, _ = os.Hostname()
 	}
 	if c.RescueAfter <= 0 {
-		c.RescueAfter = c.jobTimeout() + defaultRescueMargin
+		c.RescueAfter = DefaultRescueAfter(c.AttemptTimeout)
 	}
 	if c.RescueAfter <= c.jobTimeout() {
 		return c, fmt.Errorf("%w: rescue after %s must exceed the attempt timeout plus %s (%s)", ErrInvalid, c.RescueAfter, recordMargin, c.jobTimeout())
