@@ -1,9 +1,11 @@
 // Package caddymodule is the Caddy adapter of caddy-gongbao: the "gongbao"
 // app (keys, mappings, limits shared by every handler), the
 // http.handlers.gongbao middleware that sits in front of reverse_proxy, the
-// Caddyfile syntax and the "caddy gongbao" command. The protocol, mapping and
-// store engines live in Caddy-free packages below this one; this package
-// only wires them into Caddy's lifecycle.
+// Caddyfile syntax and the "caddy gongbao" command. The protocol, mapping,
+// store, delivery and simulator engines live in Caddy-free packages below
+// this one; this package only wires them into Caddy's lifecycle. It is the
+// only package of the module that imports Caddy besides the root package
+// and cmd/caddy; no engine package may import it.
 package caddymodule
 
 import (
