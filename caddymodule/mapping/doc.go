@@ -3,7 +3,7 @@
 // platform XML for replies and callbacks. It knows nothing of Caddy or of the
 // business; every rule is in the files. It must not import Caddy, the store
 // or the delivery engine; of this project it imports only protocol (the
-// element trees it builds).
+// element trees it builds) and internal/pii (the masking policy).
 //
 // # Files
 //

@@ -8,10 +8,10 @@
 //
 // It knows nothing about Caddy or mockcore, and must import neither (nor
 // the store or the delivery engine: it talks to the sidecar only over
-// HTTP); of this project it imports only protocol. The only thing it
-// assumes about the core beyond the protocol is that the payment link
-// (yeepayurl) can be opened with an HTTP GET, and even that can be left to
-// a human (NoPay).
+// HTTP); of this project it imports only protocol and internal/pii. The
+// only thing it assumes about the core beyond the protocol is that the
+// payment link (yeepayurl) can be opened with an HTTP GET, and even that
+// can be left to a human (NoPay).
 //
 // Files: simulator.go (Config, Run, errors), steps.go (the lifecycle),
 // exchange.go (requests and replies), receiver.go (the callback endpoint),
