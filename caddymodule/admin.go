@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -30,14 +31,61 @@ func (adminAPI) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Routes returns the admin routes.
+// Routes returns the admin routes: one Caddy route for /gongbao/, whose
+// endpoints adminMux tells apart.
 func (a *adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{{Pattern: "/gongbao/", Handler: caddy.AdminHandlerFunc(a.serve)}}
 }
 
-// adminBadRequest builds the admin API's 4xx errors.
+// adminError builds the admin API's errors; Caddy's admin server writes
+// them as JSON with their status.
 func adminError(status int, format string, args ...any) error {
 	return caddy.APIError{HTTPStatus: status, Err: fmt.Errorf(format, args...)}
+}
+
+// adminEndpoint is one endpoint: it answers through w or returns an error
+// for Caddy's admin server to write.
+type adminEndpoint func(app *App, w http.ResponseWriter, r *http.Request) error
+
+// adminMux routes the endpoints by method and path. Anything else under
+// /gongbao/ is the catch-all's 404, whatever the method, as it always was.
+var adminMux = newAdminMux()
+
+func newAdminMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	for pattern, endpoint := range map[string]adminEndpoint{
+		"GET /gongbao/requests":                 (*App).listRequests,
+		"GET /gongbao/requests/{uuid}":          (*App).showRequest,
+		"POST /gongbao/requests/{uuid}/resolve": (*App).resolveRequest,
+		"GET /gongbao/journal":                  (*App).findJournal,
+		"GET /gongbao/deliveries":               (*App).listDeliveries,
+		"GET /gongbao/deliveries/stats":         (*App).deliveryStats,
+		"GET /gongbao/deliveries/{id}":          (*App).showDelivery,
+		"POST /gongbao/deliveries/{id}/retry":   (*App).retryDelivery,
+		"/gongbao/":                             noAdminEndpoint,
+	} {
+		mux.Handle(pattern, endpoint)
+	}
+	return mux
+}
+
+func noAdminEndpoint(_ *App, _ http.ResponseWriter, r *http.Request) error {
+	return adminError(http.StatusNotFound, "no such gongbao admin endpoint: %s %s", r.Method, r.URL.Path)
+}
+
+// adminCall carries the running app in, and the endpoint's error out of,
+// adminMux.ServeHTTP, which has no error result.
+type adminCall struct {
+	app *App
+	err error
+}
+
+type adminCallKey struct{}
+
+// ServeHTTP runs the endpoint with the app serve put in the context.
+func (e adminEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	call := r.Context().Value(adminCallKey{}).(*adminCall)
+	call.err = e(call.app, w, r)
 }
 
 func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
@@ -45,27 +93,21 @@ func (a *adminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	parts := strings.Split(strings.Trim(strings.TrimPrefix(r.URL.Path, "/gongbao/"), "/"), "/")
-	switch {
-	case parts[0] == "requests" && len(parts) == 1 && r.Method == http.MethodGet:
-		return app.listRequests(w, r)
-	case parts[0] == "requests" && len(parts) == 2 && r.Method == http.MethodGet:
-		return app.showRequest(w, r, parts[1])
-	case parts[0] == "requests" && len(parts) == 3 && parts[2] == "resolve" && r.Method == http.MethodPost:
-		return app.resolveRequest(w, r, parts[1])
-	case parts[0] == "journal" && len(parts) == 1 && r.Method == http.MethodGet:
-		return app.findJournal(w, r)
-	case parts[0] == "deliveries" && len(parts) == 1 && r.Method == http.MethodGet:
-		return app.listDeliveries(w, r)
-	case parts[0] == "deliveries" && len(parts) == 2 && parts[1] == "stats" && r.Method == http.MethodGet:
-		return app.deliveryStats(w, r)
-	case parts[0] == "deliveries" && len(parts) == 2 && r.Method == http.MethodGet:
-		return app.showDelivery(w, r, parts[1])
-	case parts[0] == "deliveries" && len(parts) == 3 && parts[2] == "retry" && r.Method == http.MethodPost:
-		return app.retryDelivery(w, r, parts[1])
-	default:
-		return adminError(http.StatusNotFound, "no such gongbao admin endpoint: %s %s", r.Method, r.URL.Path)
+	return serveAdmin(app, w, r)
+}
+
+// serveAdmin answers an admin request under /gongbao/ from app.
+func serveAdmin(app *App, w http.ResponseWriter, r *http.Request) error {
+	call := &adminCall{app: app}
+	r = r.WithContext(context.WithValue(r.Context(), adminCallKey{}, call))
+	// A trailing slash names the same endpoint, as it always did.
+	if trimmed := strings.TrimRight(r.URL.Path, "/"); trimmed != r.URL.Path && trimmed != "/gongbao" {
+		u := *r.URL
+		u.Path, u.RawPath = trimmed, ""
+		r.URL = &u
 	}
+	adminMux.ServeHTTP(w, r)
+	return call.err
 }
 
 // runningApp is the gongbao app of the active config.
@@ -137,7 +179,8 @@ func (a *App) listRequests(w http.ResponseWriter, r *http.Request) error {
 }
 
 // showRequest: GET /gongbao/requests/<requestUUID>[?scope=…]
-func (a *App) showRequest(w http.ResponseWriter, r *http.Request, key string) error {
+func (a *App) showRequest(w http.ResponseWriter, r *http.Request) error {
+	key := r.PathValue("uuid")
 	idem, err := a.idempotencyStore()
 	if err != nil {
 		return err
@@ -159,7 +202,8 @@ func (a *App) showRequest(w http.ResponseWriter, r *http.Request, key string) er
 // resolveRequest: POST /gongbao/requests/<requestUUID>/resolve with
 // {"state":"released"} or {"state":"completed","reply":"<signed XML>"}.
 // Only records whose outcome is unknown can be resolved.
-func (a *App) resolveRequest(w http.ResponseWriter, r *http.Request, key string) error {
+func (a *App) resolveRequest(w http.ResponseWriter, r *http.Request) error {
+	key := r.PathValue("uuid")
 	idem, err := a.idempotencyStore()
 	if err != nil {
 		return err

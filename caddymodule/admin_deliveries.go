@@ -82,11 +82,11 @@ func listOptions(r *http.Request) (delivery.ListOptions, error) {
 }
 
 // showDelivery: GET /gongbao/deliveries/<id>, with every attempt.
-func (a *App) showDelivery(w http.ResponseWriter, r *http.Request, idText string) error {
+func (a *App) showDelivery(w http.ResponseWriter, r *http.Request) error {
 	if _, err := parseAdminQuery(r); err != nil {
 		return err
 	}
-	engine, id, err := a.deliveryByID(idText)
+	engine, id, err := a.deliveryByID(r.PathValue("id"))
 	if err != nil {
 		return err
 	}
@@ -99,11 +99,11 @@ func (a *App) showDelivery(w http.ResponseWriter, r *http.Request, idText string
 
 // retryDelivery: POST /gongbao/deliveries/<id>/retry, for a dead letter.
 // The same signed body (same requestUUID) is delivered again.
-func (a *App) retryDelivery(w http.ResponseWriter, r *http.Request, idText string) error {
+func (a *App) retryDelivery(w http.ResponseWriter, r *http.Request) error {
 	if _, err := parseAdminQuery(r); err != nil {
 		return err
 	}
-	engine, id, err := a.deliveryByID(idText)
+	engine, id, err := a.deliveryByID(r.PathValue("id"))
 	if err != nil {
 		return err
 	}

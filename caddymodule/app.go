@@ -1,9 +1,11 @@
 // Package caddymodule is the Caddy adapter of caddy-gongbao: the "gongbao"
 // app (keys, mappings, limits shared by every handler), the
 // http.handlers.gongbao middleware that sits in front of reverse_proxy, the
-// Caddyfile syntax and the "caddy gongbao" command. The protocol, mapping and
-// store engines live in Caddy-free packages below this one; this package
-// only wires them into Caddy's lifecycle.
+// Caddyfile syntax and the "caddy gongbao" command. The protocol, mapping,
+// store, delivery and simulator engines live in Caddy-free packages below
+// this one; this package only wires them into Caddy's lifecycle. It is the
+// only package of the module that imports Caddy besides the root package
+// and cmd/caddy; no engine package may import it.
 package caddymodule
 
 import (
@@ -247,9 +249,23 @@ func logMappingWarnings(log *zap.Logger, warnings []*mapping.LoadError) {
 	}
 }
 
-// Validate checks the provisioned configuration. Messages name the
-// setting, never its value: values here are secrets.
+// Validate checks the provisioned configuration and reports every
+// mistake, one per setting. Key messages name the setting, never its
+// value: values there are secrets.
 func (a *App) Validate() error {
+	return errors.Join(
+		a.validateKeys(),
+		notNegative("gongbao", "max_body_size", a.MaxBodySize),
+		notNegative("gongbao", "max_request_uuid_length", a.MaxRequestUUIDLength),
+		a.validateMappings(),
+		a.Callbacks.validate(a.callbackTo),
+		a.Idempotency.validate(),
+		a.ContentReplay.validate(a.inbound),
+	)
+}
+
+// validateKeys: a sign key, and at least one verify key.
+func (a *App) validateKeys() error {
 	if a.signKey == "" {
 		if a.SignKey == "" {
 			return errors.New("gongbao: sign_key is required (for example sign_key {env.GONGBAO_SIGN_KEY})")
@@ -259,22 +275,14 @@ func (a *App) Validate() error {
 	if len(a.verifyKeys) == 0 {
 		return errors.New("gongbao: every verify_key resolved to an empty value")
 	}
-	if a.MaxBodySize < 0 {
-		return errors.New("gongbao: max_body_size must be positive")
-	}
-	if a.MaxRequestUUIDLength < 0 {
-		return errors.New("gongbao: max_request_uuid_length must be positive")
-	}
+	return nil
+}
+
+func (a *App) validateMappings() error {
 	if len(a.mappings.Inbound) == 0 {
 		return errors.New("gongbao: the mapping set has no inbound message")
 	}
-	if err := a.Callbacks.validate(a.callbackTo); err != nil {
-		return err
-	}
-	if err := a.Idempotency.validate(); err != nil {
-		return err
-	}
-	return a.ContentReplay.validate(a.inbound)
+	return nil
 }
 
 // describePlaceholder names a key setting for an error message without

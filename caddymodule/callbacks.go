@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -27,7 +29,10 @@ const defaultCallbackBase = "http://127.0.0.1:7070"
 
 // CallbackConfig sets where and how callbacks to the platform are
 // delivered. Delivery settings belong to the store they run on: they are
-// read when the store is first opened and kept across reloads that reuse it.
+// read when the store is first opened and kept across reloads that reuse
+// it; a reload whose settings differ logs a warning for each
+// (callbacks_running.go). Addresses, reply_signature and refusal follow
+// every reload.
 type CallbackConfig struct {
 	// Base is the platform's callback address. A callback goes to
 	// Base + "/" + its request root element, e.g.
@@ -96,29 +101,56 @@ func (c *CallbackConfig) callbackURL(m *mapping.Outbound, repl *caddy.Replacer) 
 	return strings.TrimRight(base, "/") + "/" + m.Callback
 }
 
-// validate checks that every callback has a usable address.
+// callbacksSection prefixes the callback settings' errors.
+const callbacksSection = "gongbao callbacks"
+
+// validate checks that every callback has a usable address and each
+// setting its rule; every mistake is reported, one per setting.
 func (c *CallbackConfig) validate(urls map[string]string) error {
-	for event, raw := range urls {
+	errs := c.validateURLs(urls)
+	errs = append(errs,
+		notNegative(callbacksSection, "workers", c.Workers),
+		notNegativeDuration(callbacksSection, "attempt_timeout", c.AttemptTimeout),
+		notNegativeDuration(callbacksSection, "deadline", c.Deadline),
+		notNegativeDuration(callbacksSection, "poll_interval", c.PollInterval),
+		notNegativeDuration(callbacksSection, "rescue_after", c.RescueAfter),
+		notNegativeDuration(callbacksSection, "stop_grace", c.StopGrace),
+		c.validateStopGrace(),
+	)
+	if _, err := delivery.ParseSignatureMode(c.ReplySignature); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", callbacksSection, err))
+	}
+	if _, err := delivery.ParseRefusalMode(c.Refusal); err != nil {
+		errs = append(errs, fmt.Errorf("%s: %w", callbacksSection, err))
+	}
+	return errors.Join(errs...)
+}
+
+// validateURLs names each event whose address is not an http(s) URL, in
+// event order.
+func (c *CallbackConfig) validateURLs(urls map[string]string) []error {
+	var errs []error
+	for _, event := range slices.Sorted(maps.Keys(urls)) {
+		raw := urls[event]
 		u, err := url.Parse(raw)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return fmt.Errorf("gongbao callbacks: event %s: %q is not an http(s) URL", event, raw)
+			errs = append(errs, fmt.Errorf("%s: event %s: %q is not an http(s) URL", callbacksSection, event, raw))
 		}
 	}
-	if c.Workers < 0 || c.AttemptTimeout < 0 || c.Deadline < 0 || c.PollInterval < 0 || c.RescueAfter < 0 || c.StopGrace < 0 {
-		return errors.New("gongbao callbacks: workers, attempt_timeout, deadline, poll_interval, rescue_after and stop_grace must be positive")
-	}
+	return errs
+}
+
+// validateStopGrace: a stop must not cut attempts short.
+func (c *CallbackConfig) validateStopGrace() error {
 	attempt := c.AttemptTimeout
-	if attempt == 0 {
+	if attempt <= 0 {
 		attempt = caddy.Duration(delivery.DefaultAttemptTimeout)
 	}
-	if c.StopGrace != 0 && c.StopGrace < attempt {
-		return fmt.Errorf("gongbao callbacks: stop_grace %s is shorter than attempt_timeout %s: a stop would cut attempts short",
-			time.Duration(c.StopGrace), time.Duration(attempt))
+	if c.StopGrace <= 0 || c.StopGrace >= attempt {
+		return nil
 	}
-	if _, _, err := c.modes(); err != nil {
-		return fmt.Errorf("gongbao callbacks: %w", err)
-	}
-	return nil
+	return fmt.Errorf("%s: stop_grace must not be shorter than attempt_timeout %s, or a stop would cut attempts short (got %s)",
+		callbacksSection, time.Duration(attempt), time.Duration(c.StopGrace))
 }
 
 // modes reads reply_signature and refusal; "" means the default.

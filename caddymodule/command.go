@@ -75,7 +75,7 @@ func (k *keyFlags) key() (string, error) {
 	return key, nil
 }
 
-// exitError carries a specific exit status out of a cobra RunE.
+// exitError carries a specific exit status out of a subcommand.
 type exitError struct {
 	code int
 	err  error
@@ -83,21 +83,27 @@ type exitError struct {
 
 func (e exitError) Error() string { return e.err.Error() }
 
-// exit ends the process with a status; tests replace it.
-var exit = os.Exit
-
-// run adapts a subcommand to cobra, turning an exitError into its status:
-// caddycmd maps every other error to status 1.
+// run adapts a subcommand to cobra through caddycmd.WrapCommandFuncForCobra,
+// which logs the error and hands the status to caddycmd.Main, the one place
+// that exits: an exitError gives its status, any other error status 1.
 func run(fn func(cmd *cobra.Command) error) func(*cobra.Command, []string) error {
-	return func(cmd *cobra.Command, _ []string) error {
-		err := fn(cmd)
-		var ee exitError
-		if errors.As(err, &ee) {
-			fmt.Fprintln(cmd.ErrOrStderr(), "gongbao:", ee.err)
-			exit(ee.code)
-			return nil
-		}
-		return err
+	return func(cmd *cobra.Command, args []string) error {
+		return caddycmd.WrapCommandFuncForCobra(func(caddycmd.Flags) (int, error) {
+			return exitStatus(fn(cmd))
+		})(cmd, args)
+	}
+}
+
+// exitStatus is the status and error of a subcommand's outcome.
+func exitStatus(err error) (int, error) {
+	var ee exitError
+	switch {
+	case err == nil:
+		return 0, nil
+	case errors.As(err, &ee):
+		return ee.code, ee.err
+	default:
+		return 1, err
 	}
 }
 

@@ -228,12 +228,22 @@ func migrateLikeTheSidecar(ctx context.Context, db *store.DB) error {
 	return err
 }
 
+// doctorProbeTable holds the row writeProbe writes. Earlier releases
+// created it with the same statement outside the versioned steps.
+const doctorProbeTable = `CREATE TABLE IF NOT EXISTS gongbao_doctor (id INTEGER PRIMARY KEY, checked_at TEXT NOT NULL)`
+
+var doctorMigrations = []store.Migration{{
+	ID:       "doctor-0001-probe",
+	SQLite:   []string{doctorProbeTable},
+	Postgres: []string{doctorProbeTable},
+}}
+
 // writeProbe commits one row, proving the store takes writes.
 func writeProbe(ctx context.Context, db *store.DB) error {
+	if err := db.Migrate(ctx, doctorMigrations); err != nil {
+		return err
+	}
 	return db.InTx(ctx, func(q store.Runner) error {
-		if _, err := q.Exec(ctx, `CREATE TABLE IF NOT EXISTS gongbao_doctor (id INTEGER PRIMARY KEY, checked_at TEXT NOT NULL)`); err != nil {
-			return err
-		}
 		if _, err := q.Exec(ctx, `DELETE FROM gongbao_doctor`); err != nil {
 			return err
 		}

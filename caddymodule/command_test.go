@@ -24,14 +24,12 @@ func runCLI(t *testing.T, cmd *cobra.Command, stdin []byte, args ...string) (std
 	t.Setenv("GONGBAO_SIGN_KEY", cliTestKey)
 	var out, errOut bytes.Buffer
 	cmd.SetArgs(args)
+	cmd.SilenceUsage = true // as under caddy's root command
 	cmd.SetIn(bytes.NewReader(stdin))
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)
-	saved := exit
-	exit = func(c int) { code = c }
-	defer func() { exit = saved }()
-	if err := cmd.Execute(); err != nil {
-		code = 1
+	err := cmd.Execute()
+	if code = ExitStatusForTest(err); err != nil {
 		errOut.WriteString(err.Error())
 	}
 	if strings.Contains(out.String()+errOut.String(), cliTestKey) {

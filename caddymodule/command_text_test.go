@@ -12,24 +12,12 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// adminStandIn serves the admin API's journal and delivery endpoints
-// from the fixture's app, with the admin API's own handlers.
+// adminStandIn serves the admin API's endpoints from the fixture's app,
+// with the admin API's own routes and handlers.
 func adminStandIn(t *testing.T, app *App) string {
 	t.Helper()
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var err error
-		switch p := strings.TrimPrefix(r.URL.Path, "/gongbao/"); {
-		case p == "journal":
-			err = app.findJournal(w, r)
-		case p == "deliveries":
-			err = app.listDeliveries(w, r)
-		case p == "deliveries/stats":
-			err = app.deliveryStats(w, r)
-		case strings.HasPrefix(p, "deliveries/"):
-			err = app.showDelivery(w, r, strings.TrimPrefix(p, "deliveries/"))
-		default:
-			http.NotFound(w, r)
-		}
+		err := serveAdmin(app, w, r)
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}

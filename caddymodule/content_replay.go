@@ -41,15 +41,14 @@ func (c *ContentReplayConfig) withDefaults(idem *IdempotencyConfig) {
 }
 
 func (c *ContentReplayConfig) validate(inbound func(string) (*mapping.Inbound, bool)) error {
-	if c.Window <= 0 {
-		return errors.New("gongbao content_replay: window must be positive")
-	}
+	const section = "gongbao content_replay"
+	errs := []error{positiveDuration(section, "window", c.Window)}
 	for _, root := range c.Allow {
 		if _, ok := inbound(root); !ok {
-			return fmt.Errorf("gongbao content_replay: allow names %q, which has no inbound mapping", root)
+			errs = append(errs, fmt.Errorf("%s: allow must name messages with an inbound mapping (got %q)", section, root))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // since is the start of the content window for a message: signed content

@@ -318,18 +318,13 @@ func TestDoctorAgainstRunningServer(t *testing.T) {
 		"insurance_code PICC-TEST", "insurance_code 12345", 1)
 	startSidecar(t, cfg)
 
-	code := 0
-	restore := caddymodule.SetExitForTest(func(c int) { code = c })
-	defer restore()
 	t.Setenv("GONGBAO_SIGN_KEY", testKey)
 	cmd := caddymodule.DoctorCommandForTest()
 	var out strings.Builder
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
 	cmd.SetArgs([]string{"--address", "localhost:2999"})
-	if err := cmd.Execute(); err != nil {
-		t.Fatal(err)
-	}
+	code := caddymodule.ExitStatusForTest(cmd.Execute())
 	if code != 0 || strings.Contains(out.String(), "✗") || !strings.Contains(out.String(), "✔ store: sqlite") {
 		t.Fatalf("exit %d:\n%s", code, out.String())
 	}

@@ -2,7 +2,6 @@ package caddymodule_test
 
 import (
 	"flag"
-	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -20,17 +19,15 @@ const testKey = "MeTKJnC3fIAxeer8erADRTlJ"
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "gongbao-caddy-test-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+		panic(err)
 	}
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 	os.Setenv("GONGBAO_TEST_KEY", testKey)
 	caddy.DefaultStorage = &certmagic.FileStorage{Path: filepath.Join(dir, "storage")}
 	caddy.ConfigAutosavePath = filepath.Join(dir, "autosave.json")
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	defer os.RemoveAll(dir)
+	m.Run() // its status is the test binary's (TestMain may return since Go 1.15)
 }
 
 // repoPath names a file relative to the repository root.

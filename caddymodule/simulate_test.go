@@ -58,11 +58,11 @@ func runSimulateArgs(t *testing.T, args ...string) (stdout, stderr string, code 
 	cmd := caddymodule.SimulateCommandForTest()
 	var out, errOut bytes.Buffer
 	cmd.SetArgs(args)
+	cmd.SilenceUsage = true // as under caddy's root command
 	cmd.SetOut(&out)
 	cmd.SetErr(&errOut)
-	defer caddymodule.SetExitForTest(func(c int) { code = c })()
-	if err := cmd.Execute(); err != nil {
-		code = 1
+	err := cmd.Execute()
+	if code = caddymodule.ExitStatusForTest(err); err != nil {
 		errOut.WriteString(err.Error())
 	}
 	all := out.String() + errOut.String()

@@ -42,6 +42,8 @@ type storeHandle struct {
 	idempotency *store.Idempotency
 	deliveries  *deliveries
 	journal     *journalWriter
+	// engineSettings are those the delivery engine was opened with.
+	engineSettings engineSettings
 }
 
 // Destruct stops delivering and closes the store when the last config
@@ -92,14 +94,15 @@ func poolKey(cfg store.Config) string {
 // delivery engine) on first use.
 func openStore(ctx caddy.Context, cfg store.Config, callbacks *CallbackConfig, instance string) (*storeHandle, string, error) {
 	key := poolKey(cfg)
-	val, _, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
+	settings := engineSettingsOf(callbacks, instance)
+	val, loaded, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
 		openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
 		db, err := store.Open(openCtx, cfg)
 		if err != nil {
 			return nil, err
 		}
-		h := &storeHandle{db: db}
+		h := &storeHandle{db: db, engineSettings: settings}
 		var journal *store.Journal
 		if h.idempotency, err = store.NewIdempotency(openCtx, db); err == nil {
 			// Several instances on PostgreSQL: leases on the database's clock.
@@ -119,7 +122,11 @@ func openStore(ctx caddy.Context, cfg store.Config, callbacks *CallbackConfig, i
 	if err != nil {
 		return nil, "", fmt.Errorf("gongbao store (%s): %w", cfg.Driver, err)
 	}
-	return val.(*storeHandle), key, nil
+	h := val.(*storeHandle)
+	if loaded {
+		h.warnIfEngineDiffers(ctx.Logger(), settings)
+	}
+	return h, key, nil
 }
 
 // IdempotencyConfig sets how resent platform requests are recognised.
@@ -179,15 +186,14 @@ func (c *IdempotencyConfig) withDefaults() {
 }
 
 func (c *IdempotencyConfig) validate() error {
-	switch {
-	case c.UnknownOutcome != unknownRetry && c.UnknownOutcome != unknownHold:
-		return fmt.Errorf("gongbao idempotency: unknown_outcome must be %q or %q, not %q", unknownRetry, unknownHold, c.UnknownOutcome)
-	case c.WaitInFlight < 0:
-		return errors.New("gongbao idempotency: wait_in_flight must not be negative")
-	case c.Lease <= 0:
-		return errors.New("gongbao idempotency: lease must be positive")
-	case c.Retention <= 0:
-		return errors.New("gongbao idempotency: retention must be positive")
+	const section = "gongbao idempotency"
+	var outcome error
+	if c.UnknownOutcome != unknownRetry && c.UnknownOutcome != unknownHold {
+		outcome = fmt.Errorf("%s: unknown_outcome must be %q or %q (got %q)", section, unknownRetry, unknownHold, c.UnknownOutcome)
 	}
-	return nil
+	return errors.Join(outcome,
+		notNegativeDuration(section, "wait_in_flight", c.WaitInFlight),
+		positiveDuration(section, "lease", c.Lease),
+		positiveDuration(section, "retention", c.Retention),
+	)
 }

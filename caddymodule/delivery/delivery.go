@@ -27,7 +27,7 @@
 //
 // Deliveries with the same OrderKey (the policy number) go out in id order:
 // one is not attempted while an earlier one is pending; it waits (a River
-// snooze, 10 s at a time, spending no attempt). Delivered and dead
+// snooze, 1 s at a time, spending no attempt). Delivered and dead
 // predecessors do not block.
 //
 // The row, not the job, is the truth. A job only says "attempt delivery N";
@@ -39,20 +39,23 @@
 // River settings and why: an own queue ("gongbao_callbacks") and job kind
 // ("gongbao_callback"); a ClientRetryPolicy implementing the schedule
 // (River's default retries after about a second); JobTimeout =
-// AttemptTimeout + 30 s (the HTTP exchange plus recording it);
-// RescueStuckJobsAfter = JobTimeout + 90 s (a crashed process's job is
-// retried within ~3 minutes with the defaults, not River's hour);
+// AttemptTimeout + 10 s (the HTTP exchange plus recording it);
+// RescueStuckJobsAfter = JobTimeout + 60 s by default (a crashed process's
+// job is retried within about two minutes with the defaults, River's
+// rescuer running every 30 s, not after River's hour);
 // MaxAttempts 30000 so that River never discards a job before our deadline
 // does; River's info-level logs (one per failed job) are dropped, its
 // warnings and errors kept. River always runs on the wall clock; the
 // engine's Clock only scales the waits handed to River (see Clock).
 //
-// Tables (created idempotently by New, beside River's): gongbao_deliveries
-// (one row per callback, idempotency_key UNIQUE) and
+// Tables (created by New through the store's versioned migrations, sql.go,
+// after River's own migrator, under the store's one migration lock):
+// gongbao_deliveries (one row per callback, idempotency_key UNIQUE) and
 // gongbao_delivery_attempts (one row per POST, reply capped at 64 KiB).
 //
-// The package knows nothing of Caddy; the Caddy app owns one Engine per
-// store handle and shares it across config reloads.
+// It must not import Caddy nor the caddymodule adapter: the Caddy app owns
+// one Engine per store handle and shares it across config reloads. Of this
+// project it imports only protocol (messages, signatures) and store.
 package delivery
 
 import (
@@ -197,6 +200,13 @@ const (
 	DefaultMaxReplyBytes  = protocol.DefaultMaxBytes
 )
 
+// DefaultRescueAfter is Config.RescueAfter's default for an attempt
+// timeout: a job running longer than its timeout, the time to record it
+// and a margin is taken for crashed.
+func DefaultRescueAfter(attemptTimeout time.Duration) time.Duration {
+	return attemptTimeout + recordMargin + defaultRescueMargin
+}
+
 // Config configures an Engine.
 type Config struct {
 	// Store is the open store handle; required. The Engine does not close it.
@@ -265,7 +275,6 @@ type Engine struct {
 	clock  Clock
 	log    *slog.Logger
 	http   *http.Client
-	d      dialect
 	q      queue
 	policy func() *Policy
 	jitter func() float64
@@ -308,10 +317,8 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	}
 	switch e.db.Driver {
 	case store.DriverSQLite:
-		e.d = sqliteDialect
 		e.q, err = newSQLiteQueue(e)
 	case store.DriverPostgres:
-		e.d = postgresDialect
 		e.q, err = newPostgresQueue(e)
 	default:
 		err = fmt.Errorf("%w: store driver %q", ErrInvalid, e.db.Driver)
@@ -319,7 +326,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := e.q.migrate(ctx, e.d); err != nil {
+	if err := e.q.migrate(ctx); err != nil {
 		return nil, fmt.Errorf("delivery: migrating tables: %w", store.Unavailable(err))
 	}
 	if err := e.recoverAtStart(ctx); err != nil {
@@ -352,7 +359,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Instance, _ = os.Hostname()
 	}
 	if c.RescueAfter <= 0 {
-		c.RescueAfter = c.jobTimeout() + defaultRescueMargin
+		c.RescueAfter = DefaultRescueAfter(c.AttemptTimeout)
 	}
 	if c.RescueAfter <= c.jobTimeout() {
 		return c, fmt.Errorf("%w: rescue after %s must exceed the attempt timeout plus %s (%s)", ErrInvalid, c.RescueAfter, recordMargin, c.jobTimeout())

@@ -316,33 +316,3 @@ func closedAddress(t *testing.T) string {
 	ln.Close()
 	return "http://" + addr
 }
-
-// A store created before attempts recorded their URL and reply signature
-// gets the columns when an engine opens it, and old attempts read back
-// with them empty.
-func TestAttemptColumnsAdded(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b backend) {
-		env := newTestEnv(t, b, noStart)
-		d := env.enqueue(env.newDelivery("old", ""))
-		ctx := context.Background()
-		run, err := env.db.Runner()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, col := range []string{"url", "reply_signature"} {
-			if _, err := run.Exec(ctx, `ALTER TABLE gongbao_delivery_attempts DROP COLUMN `+col); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if _, err := run.Exec(ctx, `INSERT INTO gongbao_delivery_attempts
-			(delivery_id, n, job_id, started_at, duration_us, request_sha256, outcome)
-			VALUES ($1, 1, 0, $2, 0, 'x', 'failed')`, d.ID, d.CreatedAt); err != nil {
-			t.Fatal(err)
-		}
-		env.newEngine() // migrates
-		got := env.get(d.ID)
-		if len(got.Attempts) != 1 || got.Attempts[0].URL != "" || got.Attempts[0].ReplySignature != "" {
-			t.Fatalf("old attempt: %+v", got.Attempts)
-		}
-	})
-}

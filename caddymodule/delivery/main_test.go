@@ -2,7 +2,6 @@ package delivery
 
 import (
 	"flag"
-	"os"
 	"testing"
 )
 
@@ -17,5 +16,5 @@ func TestMain(m *testing.M) {
 	if !set {
 		flag.Set("test.parallel", "4") //nolint:errcheck // a known flag
 	}
-	os.Exit(m.Run())
+	m.Run() // its status is the test binary's
 }

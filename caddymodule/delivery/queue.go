@@ -30,8 +30,8 @@ type queue interface {
 	// SQLite it starts with BEGIN IMMEDIATE (the store's DSN), so it holds
 	// the write lock from the start. Errors from fn come back unchanged.
 	inTx(ctx context.Context, fn func(tx queueTx) error) error
-	// migrate creates River's tables and ours, in one transaction.
-	migrate(ctx context.Context, d dialect) error
+	// migrate creates or updates River's tables and ours.
+	migrate(ctx context.Context) error
 	start(ctx context.Context) error
 	stop(ctx context.Context) error
 	stopAndCancel(ctx context.Context) error
@@ -95,10 +95,12 @@ type riverQueue[TTx any] struct {
 	begin    func(ctx context.Context) (TTx, store.Runner, error)
 	commit   func(ctx context.Context, tx TTx) error
 	rollback func(ctx context.Context, tx TTx)
-	// lockMigrations, when set, serialises migrations of instances
-	// starting at once with a lock held outside any transaction (see
-	// migrate); nil means "one transaction is enough".
-	lockMigrations func(ctx context.Context) (unlock func(), err error)
+	// migrateRiver runs River's migrator: in one transaction where the
+	// backend allows it (SQLite), else one per version (PostgreSQL: a
+	// new enum value may not be used in the transaction that adds it).
+	migrateRiver func(ctx context.Context, m *rivermigrate.Migrator[TTx]) error
+	// db is the store, whose migration lock and mechanism we use.
+	db *store.DB
 }
 
 func newSQLiteQueue(e *Engine) (queue, error) {
@@ -143,28 +145,12 @@ func newPostgresQueue(e *Engine) (queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	q.lockMigrations = func(ctx context.Context) (func(), error) {
-		conn, err := pool.Acquire(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, int64(migrationLockKey)); err != nil {
-			conn.Release()
-			return nil, err
-		}
-		return func() {
-			_, _ = conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(migrationLockKey))
-			conn.Release()
-		}, nil
+	q.migrateRiver = func(ctx context.Context, m *rivermigrate.Migrator[pgx.Tx]) error {
+		_, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil)
+		return err
 	}
 	return q, nil
 }
-
-// migrationLockKey is the PostgreSQL advisory lock held while migrating:
-// concurrent CREATE TABLE IF NOT EXISTS is not safe in PostgreSQL, and
-// River's migrator takes no lock of its own. "gbdeliv" in ASCII; distinct
-// from package store's key.
-const migrationLockKey = 0x67_62_64_65_6c_69_76
 
 // riverSchemaRE is what River accepts as Config.Schema.
 var riverSchemaRE = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
@@ -187,8 +173,9 @@ func newRiverQueue[TTx any](e *Engine, driver riverdriver.Driver[TTx], schema st
 ) (*riverQueue[TTx], error) {
 	q := &riverQueue[TTx]{
 		driver: driver, schema: schema, run: run, log: e.riverLog,
-		begin: begin, commit: commit, rollback: rollback,
+		begin: begin, commit: commit, rollback: rollback, db: e.db,
 	}
+	q.migrateRiver = q.migrateRiverInOneTx
 	client, err := river.NewClient(driver, e.riverConfig(schema))
 	if err != nil {
 		return nil, fmt.Errorf("delivery: configuring River: %w", err)
@@ -308,48 +295,34 @@ func (q *riverQueue[TTx]) inTx(ctx context.Context, fn func(tx queueTx) error) e
 	return nil
 }
 
-// migrate brings River's schema and ours up to date. On SQLite everything
-// happens in one transaction, which excludes every other writer. On
-// PostgreSQL River's migrations cannot share one transaction (a new enum
-// value may not be used in the transaction that adds it), so River's
-// migrator runs a transaction per version while a session advisory lock
-// keeps other instances out; our statements then run in one transaction.
-func (q *riverQueue[TTx]) migrate(ctx context.Context, d dialect) error {
+// migrate brings River's schema and ours up to date, both under the
+// store's one migration lock: River's migrator first (it takes no lock of
+// its own), then our steps through the store's versioned mechanism.
+func (q *riverQueue[TTx]) migrate(ctx context.Context) error {
 	m, err := rivermigrate.New(q.driver, &rivermigrate.Config{Schema: q.schema, Logger: q.log})
 	if err != nil {
 		return err
 	}
-	ours := func(run store.Runner) error {
-		for _, s := range d.ddl {
-			if _, err := run.Exec(ctx, s); err != nil {
-				return err
-			}
-		}
-		return d.addMissingColumns(ctx, run)
-	}
-	if q.lockMigrations != nil {
-		unlock, err := q.lockMigrations(ctx)
-		if err != nil {
-			return store.Unavailable(err)
-		}
-		defer unlock()
-		if _, err := m.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
+	river := func(ctx context.Context) error {
+		if err := q.migrateRiver(ctx, m); err != nil {
 			return store.Unavailable(fmt.Errorf("River migrations: %w", err))
 		}
-		return q.inTx(ctx, func(tx queueTx) error { return ours(tx) })
+		return nil
 	}
-	tx, run, err := q.begin(ctx)
+	return q.db.MigrateAfter(ctx, river, migrations)
+}
+
+// migrateRiverInOneTx applies River's pending versions in one transaction.
+func (q *riverQueue[TTx]) migrateRiverInOneTx(ctx context.Context, m *rivermigrate.Migrator[TTx]) error {
+	tx, _, err := q.begin(ctx)
 	if err != nil {
-		return store.Unavailable(err)
+		return err
 	}
 	defer q.rollback(ctx, tx) // no-op after commit
 	if _, err := m.MigrateTx(ctx, tx, rivermigrate.DirectionUp, nil); err != nil {
-		return store.Unavailable(fmt.Errorf("River migrations: %w", err))
-	}
-	if err := ours(run); err != nil {
 		return err
 	}
-	return store.Unavailable(q.commit(ctx, tx))
+	return q.commit(ctx, tx)
 }
 
 func (q *riverQueue[TTx]) start(ctx context.Context) error {

@@ -1,7 +1,9 @@
 // Package mapping loads the declarative mapping files (mappings/*.yaml) and
 // translates with them: platform XML → core JSON for requests, core JSON →
 // platform XML for replies and callbacks. It knows nothing of Caddy or of the
-// business; every rule is in the files.
+// business; every rule is in the files. It must not import Caddy, the store
+// or the delivery engine; of this project it imports only protocol (the
+// element trees it builds) and internal/pii (the masking policy).
 //
 // # Files
 //

@@ -6,9 +6,12 @@
 // the platform does. It prints a transcript and stops at the first
 // deviation with an error saying what went wrong.
 //
-// It knows nothing about Caddy or mockcore: the only thing it assumes about
-// the core beyond the protocol is that the payment link (yeepayurl) can be
-// opened with an HTTP GET, and even that can be left to a human (NoPay).
+// It knows nothing about Caddy or mockcore, and must import neither (nor
+// the store or the delivery engine: it talks to the sidecar only over
+// HTTP); of this project it imports only protocol and internal/pii. The
+// only thing it assumes about the core beyond the protocol is that the
+// payment link (yeepayurl) can be opened with an HTTP GET, and even that
+// can be left to a human (NoPay).
 //
 // Files: simulator.go (Config, Run, errors), steps.go (the lifecycle),
 // exchange.go (requests and replies), receiver.go (the callback endpoint),

@@ -175,7 +175,7 @@ const noteLeaseExpired = "lease expired: the owner stopped before recording the 
 // upgrading their table first. It is safe to call from several instances
 // at once on one database.
 func NewIdempotency(ctx context.Context, db *DB) (*Idempotency, error) {
-	if err := db.migrate(ctx, idempotencyMigrations); err != nil {
+	if err := db.Migrate(ctx, idempotencyMigrations); err != nil {
 		return nil, fmt.Errorf("idempotency: migrating the store: %w", err)
 	}
 	s := &Idempotency{db: db}

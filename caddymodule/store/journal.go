@@ -92,9 +92,9 @@ var journalIndexes = []string{
 	`CREATE INDEX IF NOT EXISTS gongbao_journal_at ON gongbao_journal (at)`,
 }
 
-var journalMigrations = []migration{{
-	id: "journal-0001-entries",
-	sqlite: append([]string{
+var journalMigrations = []Migration{{
+	ID: "journal-0001-entries",
+	SQLite: append([]string{
 		`CREATE TABLE IF NOT EXISTS gongbao_journal (
 			id           INTEGER PRIMARY KEY AUTOINCREMENT,
 			at           TEXT    NOT NULL,
@@ -112,7 +112,7 @@ var journalMigrations = []migration{{
 			error        TEXT    NOT NULL DEFAULT ''
 		)`,
 	}, journalIndexes...),
-	postgres: append([]string{
+	Postgres: append([]string{
 		`CREATE TABLE IF NOT EXISTS gongbao_journal (
 			id           BIGSERIAL   PRIMARY KEY,
 			at           TIMESTAMPTZ NOT NULL,
@@ -131,28 +131,28 @@ var journalMigrations = []migration{{
 		)`,
 	}, journalIndexes...),
 }, policyLinksMigration, {
-	id:       "journal-0003-replay-of",
-	sqlite:   []string{`ALTER TABLE gongbao_journal ADD COLUMN replay_of TEXT NOT NULL DEFAULT ''`},
-	postgres: []string{`ALTER TABLE gongbao_journal ADD COLUMN IF NOT EXISTS replay_of TEXT NOT NULL DEFAULT ''`},
+	ID:       "journal-0003-replay-of",
+	SQLite:   []string{`ALTER TABLE gongbao_journal ADD COLUMN replay_of TEXT NOT NULL DEFAULT ''`},
+	Postgres: []string{`ALTER TABLE gongbao_journal ADD COLUMN IF NOT EXISTS replay_of TEXT NOT NULL DEFAULT ''`},
 }, journalInstanceMigration, journalUnmappedMigration}
 
 // journalInstanceMigration records which instance handled an exchange.
-var journalInstanceMigration = migration{
-	id:       "journal-0006-instance",
-	sqlite:   []string{`ALTER TABLE gongbao_journal ADD COLUMN instance TEXT NOT NULL DEFAULT ''`},
-	postgres: []string{`ALTER TABLE gongbao_journal ADD COLUMN IF NOT EXISTS instance TEXT NOT NULL DEFAULT ''`},
+var journalInstanceMigration = Migration{
+	ID:       "journal-0006-instance",
+	SQLite:   []string{`ALTER TABLE gongbao_journal ADD COLUMN instance TEXT NOT NULL DEFAULT ''`},
+	Postgres: []string{`ALTER TABLE gongbao_journal ADD COLUMN IF NOT EXISTS instance TEXT NOT NULL DEFAULT ''`},
 }
 
 // journalUnmappedMigration records the elements no row read.
-var journalUnmappedMigration = migration{
-	id:       "journal-0007-unmapped",
-	sqlite:   []string{`ALTER TABLE gongbao_journal ADD COLUMN unmapped TEXT NOT NULL DEFAULT ''`},
-	postgres: []string{`ALTER TABLE gongbao_journal ADD COLUMN IF NOT EXISTS unmapped TEXT NOT NULL DEFAULT ''`},
+var journalUnmappedMigration = Migration{
+	ID:       "journal-0007-unmapped",
+	SQLite:   []string{`ALTER TABLE gongbao_journal ADD COLUMN unmapped TEXT NOT NULL DEFAULT ''`},
+	Postgres: []string{`ALTER TABLE gongbao_journal ADD COLUMN IF NOT EXISTS unmapped TEXT NOT NULL DEFAULT ''`},
 }
 
 // NewJournal creates the journal table if missing.
 func NewJournal(ctx context.Context, db *DB) (*Journal, error) {
-	if err := db.migrate(ctx, journalMigrations); err != nil {
+	if err := db.Migrate(ctx, journalMigrations); err != nil {
 		return nil, fmt.Errorf("journal: migrating the store: %w", err)
 	}
 	db.Prepare(ctx, sqlJournalInsert) // one row per exchange: parse it once

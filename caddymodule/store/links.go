@@ -21,9 +21,9 @@ type PolicyLink struct {
 // policyLinksMigration adds the links. One proposal becomes at most one
 // policy; a policy may (after a re-issue) have more than one proposal, so
 // the proposal is the key and the policy is indexed.
-var policyLinksMigration = migration{
-	id: "journal-0002-policy-links",
-	sqlite: []string{
+var policyLinksMigration = Migration{
+	ID: "journal-0002-policy-links",
+	SQLite: []string{
 		`CREATE TABLE IF NOT EXISTS gongbao_policy_links (
 			proposal_no TEXT NOT NULL PRIMARY KEY,
 			policy_no   TEXT NOT NULL,
@@ -31,7 +31,7 @@ var policyLinksMigration = migration{
 		)`,
 		`CREATE INDEX IF NOT EXISTS gongbao_policy_links_policy ON gongbao_policy_links (policy_no)`,
 	},
-	postgres: []string{
+	Postgres: []string{
 		`CREATE TABLE IF NOT EXISTS gongbao_policy_links (
 			proposal_no TEXT        NOT NULL PRIMARY KEY,
 			policy_no   TEXT        NOT NULL,

@@ -3,6 +3,14 @@
 // engine packages (idempotency records, callback delivery) keep their tables
 // in it and share the one handle, so a Caddy reload never opens a second
 // writer on the same SQLite file.
+//
+// Every table of the project is created and changed by versioned steps
+// (Migration, DB.Migrate; migrate.go), recorded in gongbao_migrations and
+// applied under one lock; River keeps its own migrator, run under the same
+// lock (DB.MigrateAfter).
+//
+// It must import nothing of Caddy and no other package of this project:
+// every engine package builds on it, never the reverse.
 package store
 
 import (

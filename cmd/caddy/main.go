@@ -1,5 +1,8 @@
 // Command caddy is Caddy with its standard modules and caddy-gongbao, the
 // same binary `xcaddy build --with github.com/caddy-gongbao/gongbao` makes.
+// It holds blank imports and caddycmd.Main only: it must not import
+// caddymodule or the engine packages directly (the root package registers
+// everything), so that it stays what xcaddy would generate.
 package main
 
 import (

@@ -71,6 +71,11 @@
 // "<!-- gongbao-bench:begin -->" and "<!-- gongbao-bench:end -->" when the
 // file has them (so the prose around the table survives a re-run), else
 // as the whole file.
+//
+// It drives Caddy and the reference core as separate processes, so it must
+// not import Caddy nor caddymodule (the sidecar is measured as shipped); it
+// imports only the engine packages it needs to prepare signed messages and
+// the PostgreSQL schemas (protocol, mapping, store).
 package main
 
 import (

@@ -6,6 +6,9 @@
 //
 // Open the paymentUrl of a proposal to pay it; the core then issues the
 // policy and POSTs a policy-paid event to {events}/events/policy-paid.
+//
+// Like package core, it must not import Caddy nor any package of the
+// sidecar.
 package main
 
 import (

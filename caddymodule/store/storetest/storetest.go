@@ -7,6 +7,9 @@
 // that need it are skipped with a message saying so — unless
 // GONGBAO_REQUIRE_POSTGRES=1 (CI sets it), where that is a failure, so a
 // missing server can never make a suite pass silently.
+//
+// Only tests import it. It must not import package store (store's own
+// tests use it) nor anything of Caddy.
 package storetest
 
 import (

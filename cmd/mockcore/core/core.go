@@ -10,6 +10,10 @@
 // It is deliberately small and deterministic: numbers come from counters,
 // time from an injectable Clock, and every state change happens under one
 // mutex so idempotency checks and effects cannot interleave.
+//
+// It stands for someone else's system: it must not import Caddy nor any
+// package of the sidecar (it speaks the core's JSON API only, the contract
+// the mappings state).
 package core
 
 import (
