@@ -1,9 +1,11 @@
 // Package caddymodule is the Caddy adapter of caddy-gongbao: the "gongbao"
 // app (keys, mappings, limits shared by every handler), the
 // http.handlers.gongbao middleware that sits in front of reverse_proxy, the
-// Caddyfile syntax and the "caddy gongbao" command. The protocol, mapping and
-// store engines live in Caddy-free packages below this one; this package
-// only wires them into Caddy's lifecycle.
+// Caddyfile syntax and the "caddy gongbao" command. The exchange engine
+// (gateway), the protocol, mapping, store and delivery engines live in
+// Caddy-free packages below this one; this package only wires them into
+// Caddy's lifecycle: HTTP plumbing, the call on the core, the store,
+// journal, metrics and logs.
 package caddymodule
 
 import (

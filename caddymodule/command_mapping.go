@@ -25,9 +25,10 @@ import (
 
 // The mapping dry run: `caddy gongbao mapping test <mapping> <file>` shows
 // what a mapping does with one message, field by field, without calling the
-// core or the network. It runs the sidecar's own executors (traced) and its
-// own failure wording (classify, eventMappingError), so what it prints is
-// what the sidecar would send.
+// core or the network. It runs the sidecar's own executors (traced), its
+// own failure wording (gateway.Classify, gateway.InvalidEvent) and its own
+// builders (command_mapping_output.go), so what it prints is what the
+// sidecar would send.
 
 // dryRunExitRefused is the dry run's status when the input would be refused.
 const dryRunExitRefused = 2
@@ -403,7 +404,7 @@ func (r *dryRunResult) traceEvent(m *mapping.Outbound, data []byte, vars mapping
 }
 
 // refuseInbound records the signed resultFlag=false reply the platform
-// would get, worded by classify as the handler words it.
+// would get, worded by the engine (gateway.Classify) as the handler words it.
 func (r *dryRunResult) refuseInbound(err error) {
 	f := gateway.Classify(err)
 	reply := protocol.BuildUnsignedResponse(r.root, "", gateway.RefusalBody(f))
