@@ -52,6 +52,7 @@ func (r *dryRunResult) outputXML() string {
 	els := dryRunMaskElements(r.xmlOut, "", r.maskFunc())
 	var msg []byte
 	if r.kind == "event" {
+		// Built as a request; its head (a sign over no key) is dropped.
 		msg, _ = protocol.Build(protocol.RequestMessage, r.root, "", els, "")
 	} else {
 		msg = protocol.BuildUnsignedResponse(r.root, "", els)

@@ -3,9 +3,11 @@ package gateway_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/gateway"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
@@ -208,4 +210,21 @@ func TestFingerprint(t *testing.T) {
 	if a == c {
 		t.Error("moving text between elements keeps the fingerprint")
 	}
+}
+
+// TestReadFailure: a body that breaks off while being read is refused,
+// unsigned, before anything is parsed.
+func TestReadFailure(t *testing.T) {
+	g := newEngine(t)
+	x := g.Open("/gongbao/insureRequest")
+	_, err := g.Admit(x, iotest.ErrReader(errors.New("connection reset")), 2048, nil)
+	if err == nil {
+		t.Fatal("admitted a body that could not be read")
+	}
+	raw, f := g.Refuse(x, err)
+	reply, isSigned := parseReply(t, raw)
+	if isSigned || f.Outcome != "read_error" || reply.Root != "insureResponse" {
+		t.Errorf("signed %v, outcome %q, root %s", isSigned, f.Outcome, reply.Root)
+	}
+	assertRefused(t, reply, "读取报文失败")
 }

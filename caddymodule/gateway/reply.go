@@ -10,8 +10,9 @@ import (
 )
 
 // Reply builds the signed reply from the core's answer (HTTP status and
-// body), recording both on x. A failure of the core comes back as a
-// CoreError for Refuse; its text never reaches the platform.
+// body) to an exchange Admit admitted, recording both on x. A failure of
+// the core comes back as a CoreError for Refuse; its text never reaches
+// the platform.
 func (g *Gateway) Reply(x *Exchange, status int, answer []byte) ([]byte, error) {
 	x.CoreStatus, x.CoreReply = status, answer
 	body, err := classifyCoreAnswer(status, answer, x.Mapping.Reply)
