@@ -24,6 +24,7 @@ import (
 	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
+	"github.com/caddy-gongbao/gongbao/internal/pii"
 )
 
 func init() {
@@ -108,8 +109,8 @@ type App struct {
 	insurance  string
 	gateway    *gateway.Gateway // the exchange engine every handler shares
 	instance   string
-	callbackTo map[string]string // event name → callback URL
-	maskers    map[string]masker // request root → personal data masks
+	callbackTo map[string]string         // event name → callback URL
+	maskers    map[string]pii.BodyMasker // request root → personal data masks
 	ctx        caddy.Context
 	stop       context.CancelFunc
 	done       chan struct{}
@@ -184,7 +185,7 @@ func (a *App) provisionStore(ctx caddy.Context, repl *caddy.Replacer) error {
 		a.Journal = new(JournalConfig)
 	}
 	a.Journal.withDefaults()
-	a.maskers = make(map[string]masker, len(a.mappings.Inbound))
+	a.maskers = make(map[string]pii.BodyMasker, len(a.mappings.Inbound))
 	for root, m := range a.mappings.Inbound {
 		a.maskers[root] = newMasker(m)
 	}

@@ -21,7 +21,10 @@ import (
 type dryRunMask func(path, v string) (string, bool)
 
 // maskFunc masks by the kind of the row that wrote the path (the mapping
-// file's pii tags).
+// file's pii tags), with the project's one policy (internal/pii, through
+// mapping.PII). The paths come from the lineage, so only the values those
+// rows wrote are masked — not every value under a key of the same name,
+// as a body masker (pii.BodyMasker) would.
 func (r *dryRunResult) maskFunc() dryRunMask {
 	if !r.maskedOut {
 		return nil
@@ -125,7 +128,8 @@ func dryRunIndentXML(msg []byte) string {
 
 // dryRunMaskJSON masks the scalar values at personal-data paths of a JSON
 // document (a masked value is written as a string), leaving every other
-// byte as the executor wrote it.
+// byte as the executor wrote it. It selects by full path, which
+// pii.BodyMasker (by key name) cannot; the masking itself is mask's.
 func dryRunMaskJSON(data []byte, mask dryRunMask) []byte {
 	if mask == nil {
 		return data

@@ -118,8 +118,8 @@ func (c *Console) masked(e store.JournalEntry) store.JournalEntry {
 		e.RequestXML, e.CoreRequest, e.CoreReply = hideIfAny(e.RequestXML), hideIfAny(e.CoreRequest), hideIfAny(e.CoreReply)
 		return e
 	}
-	e.RequestXML, e.ReplyXML = m.xml(e.RequestXML), m.xml(e.ReplyXML)
-	e.CoreRequest, e.CoreReply = m.json(e.CoreRequest), m.json(e.CoreReply)
+	e.RequestXML, e.ReplyXML = m.XML(e.RequestXML), m.XML(e.ReplyXML)
+	e.CoreRequest, e.CoreReply = m.JSON(e.CoreRequest), m.JSON(e.CoreReply)
 	return e
 }
 

@@ -2,8 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"regexp"
-	"strings"
 	"sync"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"github.com/caddy-gongbao/gongbao/caddymodule/gateway"
 	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
+	"github.com/caddy-gongbao/gongbao/internal/pii"
 )
 
 // JournalConfig sets the message journal: every platform exchange with its
@@ -168,7 +167,7 @@ func (h *Handler) journalEntry(x *gateway.Exchange, reply []byte) store.JournalE
 	}
 	if cfg := h.app.Journal; cfg.MaskPersonalData && x.Mapping != nil {
 		m := h.app.maskers[x.Root]
-		e.RequestXML, e.CoreRequest = m.xml(e.RequestXML), m.json(e.CoreRequest)
+		e.RequestXML, e.CoreRequest = m.XML(e.RequestXML), m.JSON(e.CoreRequest)
 	}
 	return e
 }
@@ -184,59 +183,11 @@ func clipBody(b []byte) []byte {
 	return b[:unverifiedBodyMax:unverifiedBodyMax]
 }
 
-// masker masks the personal data of one mapping in stored bodies: the
-// values of elements and JSON keys whose rows are tagged pii.
-type masker struct {
-	xmlRE  *regexp.Regexp
-	jsonRE *regexp.Regexp
-}
-
-// newMasker compiles the masks of one inbound mapping.
-func newMasker(m *mapping.Inbound) masker {
-	var xmlNames, jsonKeys []string
-	for _, row := range m.Request.Rows() {
-		if row.PII == "" {
-			continue
-		}
-		if row.XML != "" {
-			xmlNames = append(xmlNames, regexp.QuoteMeta(lastPathSegment(row.XML, '/')))
-		}
-		if row.JSON != "" {
-			jsonKeys = append(jsonKeys, regexp.QuoteMeta(lastPathSegment(row.JSON, '.')))
-		}
-	}
-	var mk masker
-	if len(xmlNames) > 0 {
-		// A value is plain text or CDATA sections (DESIGN §1.3).
-		mk.xmlRE = regexp.MustCompile(`(<(` + joinAlt(xmlNames) + `)>)((?:[^<]+|<!\[CDATA\[(?s:.*?)\]\]>)*)(</)`)
-	}
-	if len(jsonKeys) > 0 {
-		mk.jsonRE = regexp.MustCompile(`("(` + joinAlt(jsonKeys) + `)"\s*:\s*")((?:[^"\\]|\\.)*)(")`)
-	}
-	return mk
-}
-
-func (m masker) xml(b []byte) []byte {
-	if m.xmlRE == nil || b == nil {
-		return b
-	}
-	return m.xmlRE.ReplaceAll(b, []byte("${1}***${4}"))
-}
-
-func (m masker) json(b []byte) []byte {
-	if m.jsonRE == nil || b == nil {
-		return b
-	}
-	return m.jsonRE.ReplaceAll(b, []byte("${1}***${4}"))
-}
-
-func joinAlt(names []string) string { return strings.Join(names, "|") }
-
-func lastPathSegment(p string, sep byte) string {
-	for i := len(p) - 1; i >= 0; i-- {
-		if p[i] == sep {
-			return p[i+1:]
-		}
-	}
-	return p
+// newMasker compiles the personal-data masks of one inbound mapping: the
+// values of elements and JSON keys whose rows are tagged pii, each masked
+// by its kind (internal/pii, the project's one policy).
+func newMasker(m *mapping.Inbound) pii.BodyMasker {
+	xmlNames, jsonKeys := map[string]pii.Kind{}, map[string]pii.Kind{}
+	m.Request.PersonalData(xmlNames, jsonKeys)
+	return pii.NewBodyMasker(xmlNames, jsonKeys)
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/caddy-gongbao/gongbao/internal/pii"
 )
 
 var (
@@ -387,8 +389,8 @@ func (p *parser) rowOptions(f map[string]kv, row *Row) {
 	if kf, ok := f["pii"]; ok {
 		if s, ok := p.str(kf); ok {
 			row.PII = PII(s)
-			if !row.PII.valid() {
-				p.errf(kf.v, "unknown pii %q (want %s)", s, piiNames)
+			if !row.PII.Valid() {
+				p.errf(kf.v, "unknown pii %q (want %s)", s, pii.KindNames)
 			}
 		}
 	}
@@ -724,67 +726,19 @@ func (p *parser) layout(rows []*Row, dir direction) []*outNode {
 }
 
 // PII is the kind of personal data a row carries; values of such rows are
-// never quoted in messages and can be masked with Mask.
-type PII string
+// never quoted in messages and are masked by the project's one policy
+// (internal/pii: PII.Mask).
+type PII = pii.Kind
 
-// PII kinds.
+// PII kinds a row may name.
 const (
-	PIIName    PII = "name"
-	PIIMobile  PII = "mobile"
-	PIIID      PII = "id"
-	PIIBank    PII = "bank"
-	PIIEmail   PII = "email"
-	PIIAddress PII = "address"
+	PIIName    = pii.Name
+	PIIMobile  = pii.Mobile
+	PIIID      = pii.ID
+	PIIBank    = pii.Bank
+	PIIEmail   = pii.Email
+	PIIAddress = pii.Address
 )
-
-const piiNames = "name, mobile, id, bank, email or address"
-
-func (k PII) valid() bool {
-	switch k {
-	case PIIName, PIIMobile, PIIID, PIIBank, PIIEmail, PIIAddress:
-		return true
-	}
-	return false
-}
-
-// Mask hides most of v for logs and lineage: a name keeps its first
-// character, a mobile its first 3 and last 4 digits, an ID number its first
-// 3 and last 4, a bank account its last 4, an e-mail its first character
-// and domain, an address its first 6 characters.
-func (k PII) Mask(v string) string {
-	r := []rune(v)
-	keep := func(head, tail int) string {
-		if head+tail >= len(r) {
-			return strings.Repeat("*", len(r))
-		}
-		return string(r[:head]) + strings.Repeat("*", len(r)-head-tail) + string(r[len(r)-tail:])
-	}
-	switch k {
-	case "":
-		return v
-	case PIIName:
-		if len(r) <= 1 {
-			return keep(0, 0)
-		}
-		return keep(1, 0)
-	case PIIMobile, PIIID:
-		return keep(3, 4)
-	case PIIBank:
-		return keep(0, 4)
-	case PIIEmail:
-		if at := strings.LastIndexByte(v, '@'); at > 0 {
-			local := []rune(v[:at])
-			return string(local[0]) + "***" + v[at:]
-		}
-		return keep(1, 0)
-	case PIIAddress:
-		if len(r) <= 6 {
-			return keep(len(r)/2, 0)
-		}
-		return string(r[:6]) + "***"
-	}
-	return strings.Repeat("*", len(r))
-}
 
 // patternSource is the pattern as the file wrote it.
 func (r *Row) patternSource() string {

@@ -3,7 +3,10 @@ package mapping
 import (
 	"errors"
 	"regexp"
+	"strings"
 	"time"
+
+	"github.com/caddy-gongbao/gongbao/internal/pii"
 )
 
 // Sentinel errors. Load errors wrap ErrInvalidMapping; executor errors other
@@ -105,6 +108,29 @@ func (r *Rules) Rows() []*Row {
 		return nil
 	}
 	return r.rows
+}
+
+// PersonalData notes, in xmlNames and jsonKeys, the last element name and
+// the last JSON key of every row tagged pii: (sub-rows of repeated items
+// included), with its kind, for masking whole bodies (pii.BodyMasker).
+func (r *Rules) PersonalData(xmlNames, jsonKeys map[string]PII) {
+	for _, row := range r.Rows() {
+		if row.PII != "" {
+			if row.XML != "" {
+				pii.Merge(xmlNames, lastPathSegment(row.XML, '/'), row.PII)
+			}
+			if row.JSON != "" {
+				pii.Merge(jsonKeys, lastPathSegment(row.JSON, '.'), row.PII)
+			}
+		}
+		if row.Fields != nil {
+			row.Fields.PersonalData(xmlNames, jsonKeys)
+		}
+	}
+}
+
+func lastPathSegment(p string, sep byte) string {
+	return p[strings.LastIndexByte(p, sep)+1:]
 }
 
 // Row is one compiled mapping row. The exported fields describe it; the rest

@@ -12,7 +12,8 @@
 //
 // Files: simulator.go (Config, Run, errors), steps.go (the lifecycle),
 // exchange.go (requests and replies), receiver.go (the callback endpoint),
-// templates.go (messages), transcript.go (output), mask.go (personal data).
+// templates.go (messages), transcript.go (output). Personal data in the
+// transcript is masked by the project's one policy, internal/pii.
 package simulator
 
 import (

@@ -123,7 +123,7 @@ func TestRunLifecycle(t *testing.T) {
 	if strings.Join(steps, " ") != want {
 		t.Errorf("steps = %q\nwant    %q", strings.Join(steps, " "), want)
 	}
-	for _, s := range []string{fakeProposal, fakePolicy, "138****2345", "9133****XK3X", "浙江****公司", "已退款至原账户", "ok: lifecycle complete"} {
+	for _, s := range []string{fakeProposal, fakePolicy, "138****2345", "913***********XK3X", "浙***********", "已退款至原账户", "ok: lifecycle complete"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("transcript lacks %q:\n%s", s, out)
 		}

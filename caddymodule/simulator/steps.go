@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+	"github.com/caddy-gongbao/gongbao/internal/pii"
 )
 
 // session is one run in progress.
@@ -24,7 +25,7 @@ type session struct {
 }
 
 // mask masks personal data in free text, sparing the run's identifiers.
-func (s *session) mask(text string) string { return maskTextExcept(text, s.keep) }
+func (s *session) mask(text string) string { return pii.MaskText(text, s.keep) }
 
 func (s *session) record(e Entry) {
 	s.res.Entries = append(s.res.Entries, e)
@@ -296,9 +297,9 @@ func insureValues(body []protocol.Element, reply *protocol.Envelope) []KV {
 	return []KV{
 		{"proposalNo", text(reply, "proposalNo")},
 		{"yeepayurl", text(reply, "yeepayurl")},
-		{"applicant", maskName(leaf(body, "applicantInfo", "name"))},
-		{"mobile", maskMobile(leaf(body, "applicantInfo", "mobile"))},
-		{"idNumber", maskID(leaf(body, "applicantInfo", "idNumber"))},
+		{"applicant", pii.Name.Mask(leaf(body, "applicantInfo", "name"))},
+		{"mobile", pii.Mobile.Mask(leaf(body, "applicantInfo", "mobile"))},
+		{"idNumber", pii.ID.Mask(leaf(body, "applicantInfo", "idNumber"))},
 		{"sumPremium", leaf(body, "policyInfo", "sumPremium")},
 	}
 }
@@ -306,7 +307,7 @@ func insureValues(body []protocol.Element, reply *protocol.Envelope) []KV {
 func correctValues(body []protocol.Element, reply *protocol.Envelope) []KV {
 	return []KV{
 		{"policyNo", policyOf(body)},
-		{"insured", maskName(leaf(body, "correctInfo", "insuredInfo", "name"))},
+		{"insured", pii.Name.Mask(leaf(body, "correctInfo", "insuredInfo", "name"))},
 		{"InsurancePhone", text(reply, "InsurancePhone")},
 		{"InsuranceTime", text(reply, "InsuranceTime")},
 		{"downLoadUrl", text(reply, "downLoadUrl")},
@@ -316,8 +317,8 @@ func correctValues(body []protocol.Element, reply *protocol.Envelope) []KV {
 func claimValues(body []protocol.Element, _ *protocol.Envelope) []KV {
 	return []KV{
 		{"policyNo", policyOf(body)},
-		{"claimant", maskName(leaf(body, "claimName"))},
-		{"claimPhone", maskMobile(leaf(body, "claimPhone"))},
+		{"claimant", pii.Name.Mask(leaf(body, "claimName"))},
+		{"claimPhone", pii.Mobile.Mask(leaf(body, "claimPhone"))},
 	}
 }
 
@@ -325,14 +326,14 @@ func invoiceValues(body []protocol.Element, _ *protocol.Envelope) []KV {
 	return []KV{
 		{"policyNo", policyOf(body)},
 		{"InvoiceType", leaf(body, "InvoiceType")},
-		{"InvoiceHead", maskName(leaf(body, "InvoiceHead"))},
+		{"InvoiceHead", pii.Name.Mask(leaf(body, "InvoiceHead"))},
 	}
 }
 
 func surrenderValues(body []protocol.Element, _ *protocol.Envelope) []KV {
 	return []KV{
 		{"policyNo", policyOf(body)},
-		{"account", maskAccount(leaf(body, "bankNo"))},
+		{"account", pii.Bank.Mask(leaf(body, "bankNo"))},
 	}
 }
 
