@@ -259,7 +259,7 @@ func dryRunLoadSet(dir string, errOut io.Writer) (*mapping.Set, error) {
 // overridden by --var.
 func dryRunVars(flags []string) (mapping.Vars, error) {
 	vars := mapping.Vars{
-		"now":            time.Now().In(shanghai).Format("2006-01-02 15:04:05"),
+		"now":            gateway.Timestamp(time.Now()),
 		"insurance_code": dryRunInsuranceCodePlaceholder,
 	}
 	for _, f := range flags {
