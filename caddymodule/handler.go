@@ -79,7 +79,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		w.Header().Set("Allow", http.MethodPost)
 		return caddyhttp.Error(http.StatusMethodNotAllowed, errMethodNotAllowed)
 	}
-	x := h.app.gateway.Open(r.URL.Path)
+	exchange := h.app.gateway.Open(r.URL.Path)
+	x := &exchange
 	reply, claim, err := h.process(x, r, next)
 	if err != nil {
 		var f gateway.Failure

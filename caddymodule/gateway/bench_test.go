@@ -20,12 +20,12 @@ func BenchmarkVerifyMapSign(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		x := g.Open("/gongbao")
-		env, err := g.Admit(x, bytes.NewReader(msg), int64(len(msg)), nil)
+		env, err := g.Admit(&x, bytes.NewReader(msg), int64(len(msg)), nil)
 		if err != nil {
 			b.Fatal(err)
 		}
 		env.Release()
-		if _, err := g.Reply(x, http.StatusCreated, answer); err != nil {
+		if _, err := g.Reply(&x, http.StatusCreated, answer); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -41,11 +41,11 @@ func BenchmarkRefuseUnverified(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		x := g.Open("/gongbao")
-		_, err := g.Admit(x, bytes.NewReader(msg), int64(len(msg)), nil)
+		_, err := g.Admit(&x, bytes.NewReader(msg), int64(len(msg)), nil)
 		if err == nil {
 			b.Fatal("admitted a forged message")
 		}
-		g.Refuse(x, err)
+		g.Refuse(&x, err)
 	}
 }
 

@@ -19,7 +19,7 @@ import (
 func TestAdmitAndReply(t *testing.T) {
 	g := newEngine(t)
 	msg := insureSample(t, testKey)
-	x := g.Open("/gongbao/insureRequest")
+	x := open(g, "/gongbao/insureRequest")
 	env, err := g.Admit(x, bytes.NewReader(msg), -1, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +90,7 @@ func TestRouteDispatch(t *testing.T) {
 	}
 	msg := insureSample(t, testKey)
 
-	x := g.Open("/gongbao")
+	x := open(g, "/gongbao")
 	if _, err := g.Admit(x, bytes.NewReader(msg), -1, route); gateway.Classify(err).Outcome != "unknown_message" {
 		t.Errorf("a message the route does not serve: %v", err)
 	}
@@ -98,7 +98,7 @@ func TestRouteDispatch(t *testing.T) {
 		t.Errorf("root %q kept from a refused message", x.Root)
 	}
 
-	x = g.Open("/gongbao/claimRequest")
+	x = open(g, "/gongbao/claimRequest")
 	_, err = g.Admit(x, bytes.NewReader(msg), -1, nil)
 	if f := gateway.Classify(err); f.Outcome != "root_mismatch" {
 		t.Fatalf("root mismatch: %v", err)
@@ -113,7 +113,7 @@ func TestRouteDispatch(t *testing.T) {
 	}
 
 	// A body too broken to name itself is answered with the route's root.
-	x = g.Open("/gongbao/claimRequest")
+	x = open(g, "/gongbao/claimRequest")
 	_, err = g.Admit(x, strings.NewReader("not xml"), -1, nil)
 	raw, _ = g.Refuse(x, err)
 	if reply, _ := parseReply(t, raw); reply.Root != "claimResponse" {
@@ -216,7 +216,7 @@ func TestFingerprint(t *testing.T) {
 // unsigned, before anything is parsed.
 func TestReadFailure(t *testing.T) {
 	g := newEngine(t)
-	x := g.Open("/gongbao/insureRequest")
+	x := open(g, "/gongbao/insureRequest")
 	_, err := g.Admit(x, iotest.ErrReader(errors.New("connection reset")), 2048, nil)
 	if err == nil {
 		t.Fatal("admitted a body that could not be read")
@@ -227,4 +227,10 @@ func TestReadFailure(t *testing.T) {
 		t.Errorf("signed %v, outcome %q, root %s", isSigned, f.Outcome, reply.Root)
 	}
 	assertRefused(t, reply, "读取报文失败")
+}
+
+// open is Open for tests that hold the exchange by pointer.
+func open(g *gateway.Gateway, path string) *gateway.Exchange {
+	x := g.Open(path)
+	return &x
 }

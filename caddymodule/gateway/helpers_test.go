@@ -76,11 +76,11 @@ func insureSample(tb testing.TB, key string, edits ...string) []byte {
 // admit runs a message through Open and Admit on the default route.
 func admit(g *gateway.Gateway, path string, msg []byte) (*gateway.Exchange, error) {
 	x := g.Open(path)
-	env, err := g.Admit(x, bytes.NewReader(msg), int64(len(msg)), nil)
+	env, err := g.Admit(&x, bytes.NewReader(msg), int64(len(msg)), nil)
 	if env != nil {
 		env.Release()
 	}
-	return x, err
+	return &x, err
 }
 
 // admitted admits a message that must be admitted.
