@@ -1,11 +1,13 @@
 // Package caddymodule is the Caddy adapter of caddy-gongbao: the "gongbao"
 // app (keys, mappings, limits shared by every handler), the
 // http.handlers.gongbao middleware that sits in front of reverse_proxy, the
-// Caddyfile syntax and the "caddy gongbao" command. The protocol, mapping,
-// store, delivery and simulator engines live in Caddy-free packages below
-// this one; this package only wires them into Caddy's lifecycle. It is the
-// only package of the module that imports Caddy besides the root package
-// and cmd/caddy; no engine package may import it.
+// Caddyfile syntax and the "caddy gongbao" command. The exchange engine
+// (gateway), the protocol, mapping, store, delivery and simulator engines
+// live in Caddy-free packages below this one; this package only wires them
+// into Caddy's lifecycle: HTTP plumbing, the call on the core, the store,
+// journal, metrics and logs. It is the only package of the module that
+// imports Caddy besides the root package and cmd/caddy; no engine package
+// may import it.
 package caddymodule
 
 import (
@@ -18,9 +20,9 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
+	"github.com/caddy-gongbao/gongbao/caddymodule/gateway"
 	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
@@ -31,9 +33,8 @@ func init() {
 	caddy.RegisterModule(App{})
 }
 
-// defaultMaxBodySize bounds a platform message. The largest real message
-// (insureRequest with ciphertext fields) is a few kilobytes.
-const defaultMaxBodySize = 1 << 20
+// defaultMaxBodySize bounds a platform message (the engine's default).
+const defaultMaxBodySize = gateway.DefaultMaxBodySize
 
 // App is the "gongbao" app: what every gongbao handler on every server
 // shares. It is configured with the `gongbao` global option.
@@ -108,6 +109,7 @@ type App struct {
 	storeLabel string             // the store in one token, for metrics (no password)
 	idem       *store.Idempotency // nil when idempotency is off
 	insurance  string
+	gateway    *gateway.Gateway // the exchange engine every handler shares
 	instance   string
 	callbackTo map[string]string         // event name → callback URL
 	maskers    map[string]pii.BodyMasker // request root → personal data masks
@@ -190,6 +192,14 @@ func (a *App) provisionStore(ctx caddy.Context, repl *caddy.Replacer) error {
 		a.maskers[root] = newMasker(m)
 	}
 	a.insurance = repl.ReplaceKnown(a.InsuranceCode, "")
+	a.gateway = gateway.New(gateway.Config{
+		SignKey:              a.signKey,
+		VerifyKeys:           a.verifyKeys,
+		Mappings:             a.mappings,
+		Limits:               a.limits,
+		MaxRequestUUIDLength: a.MaxRequestUUIDLength,
+		InsuranceCode:        a.insurance,
+	})
 	a.instance = instanceName(repl.ReplaceKnown(a.InstanceName, ""))
 	a.callbackTo = make(map[string]string, len(a.mappings.Outbound))
 	for event, m := range a.mappings.Outbound {
@@ -426,29 +436,13 @@ func instanceName(configured string) string {
 }
 
 // defaultMaxRequestUUIDLength leaves room above the spec's varchar(50).
-const defaultMaxRequestUUIDLength = 64
+const defaultMaxRequestUUIDLength = gateway.DefaultMaxRequestUUIDLength
 
-// checkRequestUUID admits a head requestUUID: present, printable ASCII
-// without spaces, and not longer than configured. It is not signed, it
-// becomes the core's Idempotency-Key header, a store key and a log field,
-// so anything else is refused before it is used anywhere.
-func (a *App) checkRequestUUID(id string) error {
-	switch {
-	case id == "":
-		return requestError{msg: msgMissingUUID, reason: "missing_uuid"}
-	case len(id) > a.MaxRequestUUIDLength:
-		return requestError{msg: fmt.Sprintf("%s(最多 %d 个字符)", msgLongUUID, a.MaxRequestUUIDLength), reason: "bad_uuid"}
-	}
-	for i := 0; i < len(id); i++ {
-		if id[i] <= ' ' || id[i] >= 0x7f {
-			return requestError{msg: msgBadUUID, reason: "bad_uuid"}
-		}
-	}
-	return nil
-}
+// shanghai is China Standard Time, the protocol's (and the console's) zone.
+var shanghai = gateway.Shanghai
 
-// humanSize is used in messages about the body limit.
-func humanSize(n int64) string { return humanize.IBytes(uint64(n)) }
+// humanSize is used in messages about size limits.
+func humanSize(n int64) string { return gateway.HumanSize(n) }
 
 // Interface guards
 var (

@@ -18,15 +18,17 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/caddy-gongbao/gongbao/caddymodule/gateway"
 	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 )
 
 // The mapping dry run: `caddy gongbao mapping test <mapping> <file>` shows
 // what a mapping does with one message, field by field, without calling the
-// core or the network. It runs the sidecar's own executors (traced) and its
-// own failure wording (classify, eventMappingError), so what it prints is
-// what the sidecar would send.
+// core or the network. It runs the sidecar's own executors (traced), its
+// own failure wording (gateway.Classify, gateway.InvalidEvent) and its own
+// builders (command_mapping_output.go), so what it prints is what the
+// sidecar would send.
 
 // dryRunExitRefused is the dry run's status when the input would be refused.
 const dryRunExitRefused = 2
@@ -257,7 +259,7 @@ func dryRunLoadSet(dir string, errOut io.Writer) (*mapping.Set, error) {
 // overridden by --var.
 func dryRunVars(flags []string) (mapping.Vars, error) {
 	vars := mapping.Vars{
-		"now":            time.Now().In(shanghai).Format("2006-01-02 15:04:05"),
+		"now":            gateway.Timestamp(time.Now()),
 		"insurance_code": dryRunInsuranceCodePlaceholder,
 	}
 	for _, f := range flags {
@@ -355,7 +357,7 @@ func (r *dryRunResult) traceRequest(m *mapping.Inbound, data []byte, vars mappin
 	case env.RequestUUID == "":
 		// The sidecar refuses this before mapping; the lineage still shows
 		// what the mapping would make of the body.
-		r.refuseInbound(requestError{msg: "报文头缺少requestUUID", reason: "missing_uuid"})
+		r.refuseInbound(gateway.ErrMissingRequestUUID)
 	case err != nil:
 		r.refuseInbound(err)
 	}
@@ -371,7 +373,7 @@ func (r *dryRunResult) traceReply(m *mapping.Inbound, data []byte, vars mapping.
 	r.xmlOut, r.lineage = els, lineage
 	if err != nil {
 		// What exchangeWithCore makes of an answer it cannot translate.
-		r.refuseInbound(coreError{kind: coreInvalid, cause: err})
+		r.refuseInbound(gateway.CoreError{Kind: gateway.CoreInvalid, Cause: err})
 	}
 }
 
@@ -387,11 +389,10 @@ func (r *dryRunResult) traceEvent(m *mapping.Outbound, data []byte, vars mapping
 		orderKey, eventID, err = m.Keys(data)
 	}
 	if err != nil {
-		var ne *notifyError
-		errors.As(eventMappingError(err), &ne)
-		answer, _ := json.Marshal(map[string]string{"error": ne.reason, "message": ne.message, "field": ne.field})
-		r.refusal = &dryRunRefusal{field: ne.field, message: ne.message,
-			reply: fmt.Sprintf("HTTP %d %s", ne.status, answer)}
+		ne := gateway.InvalidEvent(err)
+		answer, _ := json.Marshal(eventRefusal(ne))
+		r.refusal = &dryRunRefusal{field: ne.Field, message: ne.Message,
+			reply: fmt.Sprintf("HTTP %d %s", ne.Status, answer)}
 		return
 	}
 	if m.OrderKey != "" {
@@ -403,13 +404,11 @@ func (r *dryRunResult) traceEvent(m *mapping.Outbound, data []byte, vars mapping
 }
 
 // refuseInbound records the signed resultFlag=false reply the platform
-// would get, worded by classify as the handler words it.
+// would get, worded by the engine (gateway.Classify) as the handler words it.
 func (r *dryRunResult) refuseInbound(err error) {
-	f := classify(err)
-	body := []protocol.Element{{Name: "resultFlag", Text: "false"}, {Name: "resultMessage", Text: f.message}}
-	var b strings.Builder
-	dryRunWriteXMLDoc(&b, r.root, "responseBody", body, nil)
-	r.refusal = &dryRunRefusal{field: f.field, message: f.message, reply: b.String()}
+	f := gateway.Classify(err)
+	reply := protocol.BuildUnsignedResponse(r.root, "", gateway.RefusalBody(f))
+	r.refusal = &dryRunRefusal{field: f.Field, message: f.Message, reply: dryRunIndentXML(reply)}
 }
 
 func dryRunOrNone(s string) string {
@@ -552,23 +551,10 @@ func (r *dryRunResult) writeOutput(b *strings.Builder) {
 		b.WriteString("\n")
 	case r.kind == "reply":
 		b.WriteString("Output   the reply body (requestUUID and sign are added when it is signed)\n")
-		dryRunWriteXMLDoc(b, r.root, r.bodyName, r.xmlOut, r.maskFunc())
+		b.WriteString(r.outputXML())
 	default:
 		b.WriteString("Output   the callback body (requestUUID and sign are added when it is signed)\n")
-		dryRunWriteXMLDoc(b, r.root, r.bodyName, r.xmlOut, r.maskFunc())
-	}
-}
-
-// maskFunc masks a value found at an output path (without [n]).
-func (r *dryRunResult) maskFunc() func(path, v string) (string, bool) {
-	if !r.maskedOut {
-		return nil
-	}
-	return func(path, v string) (string, bool) {
-		if kind, ok := r.piiPaths[path]; ok {
-			return kind.Mask(v), true
-		}
-		return v, false
+		b.WriteString(r.outputXML())
 	}
 }
 
@@ -671,125 +657,6 @@ func dryRunShorten(s string) string {
 	return fmt.Sprintf("%s…(%d chars)", string([]rune(s)[:max]), n)
 }
 
-// prettyJSON indents the core JSON, members in their order, numbers as
-// written, personal data masked.
-func (r *dryRunResult) prettyJSON() string {
-	dec := json.NewDecoder(bytes.NewReader(r.jsonOut))
-	dec.UseNumber()
-	var b strings.Builder
-	if err := dryRunWriteJSONValue(&b, dec, "", "", r.maskFunc()); err != nil {
-		// Not expected: the executor writes valid JSON. Show it as is.
-		return string(r.jsonOut)
-	}
-	return b.String()
-}
-
-// dryRunWriteJSONValue writes the next value of dec at path, indented.
-func dryRunWriteJSONValue(b *strings.Builder, dec *json.Decoder, path, indent string, mask func(path, v string) (string, bool)) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	switch t := tok.(type) {
-	case json.Delim:
-		closing, array := "}", t == '['
-		if array {
-			closing = "]"
-		}
-		b.WriteString(t.String())
-		n := 0
-		for dec.More() {
-			if n > 0 {
-				b.WriteString(",")
-			}
-			b.WriteString("\n" + indent + "  ")
-			sub := path
-			if !array {
-				key, err := dec.Token()
-				if err != nil {
-					return err
-				}
-				name, _ := key.(string)
-				b.WriteString(dryRunQuote(name) + ": ")
-				if sub != "" {
-					sub += "."
-				}
-				sub += name
-			}
-			if err := dryRunWriteJSONValue(b, dec, sub, indent+"  ", mask); err != nil {
-				return err
-			}
-			n++
-		}
-		if _, err := dec.Token(); err != nil {
-			return err
-		}
-		if n > 0 {
-			b.WriteString("\n" + indent)
-		}
-		b.WriteString(closing)
-	case string:
-		if mask != nil {
-			t, _ = mask(path, t)
-		}
-		b.WriteString(dryRunQuote(t))
-	case json.Number:
-		if m, ok := dryRunMaskText(mask, path, t.String()); ok {
-			b.WriteString(dryRunQuote(m))
-		} else {
-			b.WriteString(t.String())
-		}
-	case bool:
-		if m, ok := dryRunMaskText(mask, path, fmt.Sprint(t)); ok {
-			b.WriteString(dryRunQuote(m))
-		} else {
-			fmt.Fprint(b, t)
-		}
-	case nil:
-		b.WriteString("null")
-	}
-	return nil
-}
-
-func dryRunMaskText(mask func(path, v string) (string, bool), path, v string) (string, bool) {
-	if mask == nil {
-		return v, false
-	}
-	return mask(path, v)
-}
-
-// dryRunWriteXMLDoc writes <root><bodyName>els</bodyName></root>, indented, text
-// escaped, values at personal-data paths masked.
-func dryRunWriteXMLDoc(b *strings.Builder, root, bodyName string, els []protocol.Element, mask func(path, v string) (string, bool)) {
-	b.WriteString("<" + root + ">\n  <" + bodyName + ">\n")
-	dryRunWriteXMLElements(b, els, "", "    ", mask)
-	b.WriteString("  </" + bodyName + ">\n</" + root + ">\n")
-}
-
-func dryRunWriteXMLElements(b *strings.Builder, els []protocol.Element, path, indent string, mask func(path, v string) (string, bool)) {
-	for _, e := range els {
-		p := e.Name
-		if path != "" {
-			p = path + "/" + e.Name
-		}
-		switch {
-		case len(e.Children) > 0:
-			b.WriteString(indent + "<" + e.Name + ">\n")
-			dryRunWriteXMLElements(b, e.Children, p, indent+"  ", mask)
-			b.WriteString(indent + "</" + e.Name + ">\n")
-		case e.Text == "":
-			b.WriteString(indent + "<" + e.Name + "/>\n")
-		default:
-			text, _ := dryRunMaskText(mask, p, e.Text)
-			b.WriteString(indent + "<" + e.Name + ">" + dryRunEscapeXMLText(text) + "</" + e.Name + ">\n")
-		}
-	}
-}
-
-var dryRunXmlTextEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;")
-
-func dryRunEscapeXMLText(s string) string { return dryRunXmlTextEscaper.Replace(s) }
-
 // dryRunJSON is the --json report.
 type dryRunJSON struct {
 	Mapping string            `json:"mapping"`
@@ -838,9 +705,7 @@ func (r *dryRunResult) writeJSON(w io.Writer) error {
 	case r.jsonOut != nil:
 		rep.Output = json.RawMessage(r.prettyJSON())
 	case r.xmlOut != nil:
-		var b strings.Builder
-		dryRunWriteXMLDoc(&b, r.root, r.bodyName, r.xmlOut, r.maskFunc())
-		rep.Output = b.String()
+		rep.Output = r.outputXML()
 	}
 	for _, l := range r.lineage {
 		e := dryRunLineage{Source: l.Source, Alias: l.Alias, Var: l.Row.Var, Rule: l.Row.Rule(), Target: l.Target,

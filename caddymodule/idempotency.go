@@ -2,23 +2,14 @@ package caddymodule
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"time"
 
-	"github.com/antchfx/xmlquery"
 	"go.uber.org/zap"
 
+	"github.com/caddy-gongbao/gongbao/caddymodule/gateway"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
-)
-
-// Messages of the idempotency rows of DESIGN §4.
-const (
-	msgConflict      = "requestUUID 已用于内容不同的报文，请使用新的 requestUUID"
-	msgInProgress    = "处理中，请稍后重试"
-	msgContentReplay = "报文内容与此前已受理的请求完全相同，不再重复处理；如为重发，请使用原 requestUUID"
 )
 
 // claimTicket is this exchange's hold on its idempotency record.
@@ -38,34 +29,34 @@ type claimTicket struct {
 // answered with the earlier reply: that reply belongs to the earlier
 // exchange, and handing it to whoever holds a copy of the request would
 // disclose it (the proposal number, the payment link).
-func (h *Handler) claim(ctx context.Context, x *exchange, env *protocol.Envelope) (*claimTicket, []byte, error) {
+func (h *Handler) claim(ctx context.Context, x *gateway.Exchange, env *protocol.Envelope) (*claimTicket, []byte, error) {
 	cfg := h.app.Idempotency
-	fp := fingerprint(env)
-	since := h.app.ContentReplay.since(x.root, time.Now())
-	outcome, rec, token, err := h.begin(ctx, x.requestUUID, fp, since)
+	fp := gateway.Fingerprint(env)
+	since := h.app.ContentReplay.since(x.Root, time.Now())
+	outcome, rec, token, err := h.begin(ctx, x.RequestUUID, fp, since)
 	if err == nil && outcome == store.InFlight {
 		// Wait for the first request to finish, then decide again.
-		outcome, rec, token, err = h.waitAndBegin(ctx, x.requestUUID, fp, since, time.Duration(cfg.WaitInFlight))
+		outcome, rec, token, err = h.waitAndBegin(ctx, x.RequestUUID, fp, since, time.Duration(cfg.WaitInFlight))
 	}
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, nil, requestError{msg: msgBusy, reason: "client_gone", cause: err}
+			return nil, nil, gateway.Busy("client_gone", err)
 		}
-		return nil, nil, requestError{msg: msgBusy, reason: "store_unavailable", cause: err}
+		return nil, nil, gateway.Busy("store_unavailable", err)
 	}
 	switch outcome {
 	case store.Acquired:
-		return &claimTicket{key: x.requestUUID, token: token}, nil, nil
+		return &claimTicket{key: x.RequestUUID, token: token}, nil, nil
 	case store.Replay:
-		x.outcome, x.replayOf = "replay", x.requestUUID
+		x.Outcome, x.ReplayOf = "replay", x.RequestUUID
 		return nil, rec.Reply, nil
 	case store.ContentReplay:
-		x.replayOf = rec.Key
-		return nil, nil, requestError{msg: msgContentReplay, reason: "content_replay"}
+		x.ReplayOf = rec.Key
+		return nil, nil, gateway.ErrContentReplay
 	case store.Conflict:
-		return nil, nil, requestError{msg: msgConflict, reason: "conflict"}
+		return nil, nil, gateway.ErrConflict
 	default: // InFlight after waiting, or Held (unknown outcome, hold policy)
-		return nil, nil, requestError{msg: msgInProgress, reason: "in_progress"}
+		return nil, nil, gateway.ErrInProgress
 	}
 }
 
@@ -110,14 +101,14 @@ const settleTimeout = 10 * time.Second
 //     4xx refusal of the request): released, a resend runs normally;
 //   - anything else (timeout after sending, reset while reading, an
 //     answer we cannot translate): unknown.
-func (h *Handler) settle(t *claimTicket, x *exchange, reply []byte, callErr error) {
+func (h *Handler) settle(t *claimTicket, x *gateway.Exchange, reply []byte, callErr error) {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	var st store.Settlement
 	switch {
 	case callErr == nil:
 		st = store.Settlement{State: store.StateCompleted, Reply: reply}
-	case certainlyNotActed(callErr):
+	case gateway.CertainlyNotActed(callErr):
 		st = store.Settlement{State: store.StateReleased}
 	default:
 		st = store.Settlement{State: store.StateUnknown, Note: callErr.Error()}
@@ -132,56 +123,10 @@ func (h *Handler) settle(t *claimTicket, x *exchange, reply []byte, callErr erro
 		// The reply still goes out; the record stays in_progress until its
 		// lease expires (or the next start) and then reads as unknown.
 		h.logger.Error("recording the outcome of a request",
-			zap.String("request_uuid", x.requestUUID), zap.String("message", x.root), zap.Error(err))
+			zap.String("request_uuid", x.RequestUUID), zap.String("message", x.Root), zap.Error(err))
 		if j != nil && !errors.Is(err, store.ErrNotOwner) {
 			// Nothing was written: the journal entry goes the asynchronous way.
 			j.add(*st.Journal)
 		}
 	}
-}
-
-// certainlyNotActed tells whether a failed core call left no effect.
-func certainlyNotActed(err error) bool {
-	var ce coreError
-	if !errors.As(err, &ce) {
-		return false
-	}
-	return ce.notSent || ce.kind == coreRejected
-}
-
-// fingerprint is a digest of the signed requestBody: every element's name
-// and every leaf's text, in document order. Unlike the platform's signature
-// value it also tells apart bodies whose texts differ only in which element
-// holds them; like it, it ignores indentation between elements.
-func fingerprint(env *protocol.Envelope) string {
-	h := sha256.New()
-	h.Write([]byte(env.Root))
-	var walk func(n *xmlquery.Node)
-	walk = func(n *xmlquery.Node) {
-		for c := n.FirstChild; c != nil; c = c.NextSibling {
-			if c.Type != xmlquery.ElementNode {
-				continue
-			}
-			h.Write([]byte{0})
-			h.Write([]byte(c.Data))
-			h.Write([]byte{1})
-			if hasElementChild(c) {
-				walk(c)
-			} else {
-				h.Write([]byte(c.InnerText()))
-			}
-			h.Write([]byte{2})
-		}
-	}
-	walk(env.Body)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-func hasElementChild(n *xmlquery.Node) bool {
-	for c := n.FirstChild; c != nil; c = c.NextSibling {
-		if c.Type == xmlquery.ElementNode {
-			return true
-		}
-	}
-	return false
 }

@@ -8,8 +8,8 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-gongbao/gongbao/caddymodule/gateway"
 	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
-	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
 	"github.com/caddy-gongbao/gongbao/internal/pii"
 )
@@ -145,29 +145,29 @@ func (w *journalWriter) close() {
 }
 
 // journalEntry builds the entry of a finished exchange.
-func (h *Handler) journalEntry(x *exchange, reply []byte) store.JournalEntry {
+func (h *Handler) journalEntry(x *gateway.Exchange, reply []byte) store.JournalEntry {
 	e := store.JournalEntry{
-		At: x.start, Message: x.root, RequestUUID: x.requestUUID, Outcome: x.outcome,
-		Duration: time.Since(x.start), CoreStatus: x.coreStatus,
-		PolicyNo: x.policyNo, ProposalNo: x.proposalNo,
-		RequestXML: x.requestXML, CoreRequest: x.coreRequest, CoreReply: x.coreReply, ReplyXML: reply,
-		Error: x.errText, ReplayOf: x.replayOf, Instance: h.app.instance, Unmapped: x.unmapped,
+		At: x.Start, Message: x.Root, RequestUUID: x.RequestUUID, Outcome: x.Outcome,
+		Duration: time.Since(x.Start), CoreStatus: x.CoreStatus,
+		PolicyNo: x.PolicyNo, ProposalNo: x.ProposalNo,
+		RequestXML: x.RequestXML, CoreRequest: x.CoreRequest, CoreReply: x.CoreReply, ReplyXML: reply,
+		Error: x.ErrText, ReplayOf: x.ReplayOf, Instance: h.app.instance, Unmapped: x.Unmapped,
 	}
 	switch {
-	case !x.verified:
+	case !x.Verified:
 		// Anyone who can reach the public endpoint can send unsigned
 		// bodies: keep a bounded prefix of those, not whole bodies that
 		// could fill the disk, and no policy number from them.
 		e.RequestXML, e.PolicyNo = clipBody(e.RequestXML), ""
-	case x.replayOf != "":
+	case x.ReplayOf != "":
 		// A resend verifies but adds nothing: the original entry holds the
 		// exchange. Keeping it whole again would let anyone with one
 		// captured message fill the disk (padding it with a comment keeps
 		// its signature).
 		e.RequestXML, e.CoreRequest = clipBody(e.RequestXML), nil
 	}
-	if cfg := h.app.Journal; cfg.MaskPersonalData && x.mapping != nil {
-		m := h.app.maskers[x.root]
+	if cfg := h.app.Journal; cfg.MaskPersonalData && x.Mapping != nil {
+		m := h.app.maskers[x.Root]
 		e.RequestXML, e.CoreRequest = m.XML(e.RequestXML), m.JSON(e.CoreRequest)
 	}
 	return e
@@ -182,29 +182,6 @@ func clipBody(b []byte) []byte {
 		return b
 	}
 	return b[:unverifiedBodyMax:unverifiedBodyMax]
-}
-
-// policyFields are the element names that carry policy and proposal
-// numbers in platform messages (spellings of DESIGN §1.3).
-var policyFields = []string{"policyno", "policyNo", "polycyno"}
-
-// notePolicy remembers the policy number of a request, for the journal.
-func (x *exchange) notePolicy(env *protocol.Envelope) {
-	for _, name := range policyFields {
-		if v, ok := env.Text(name); ok && v != "" {
-			x.policyNo = v
-			return
-		}
-	}
-}
-
-// noteProposal remembers the proposal number of a reply, for the journal.
-func (x *exchange) noteProposal(body []protocol.Element) {
-	for _, e := range body {
-		if e.Name == "proposalNo" {
-			x.proposalNo = e.Text
-		}
-	}
 }
 
 // newMasker compiles the personal-data masks of one inbound mapping: the

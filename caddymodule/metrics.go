@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/delivery"
+	"github.com/caddy-gongbao/gongbao/caddymodule/gateway"
 )
 
 // The sidecar's metrics. They are package-level so counts survive config
@@ -108,10 +109,10 @@ func (a *App) metricMessage(root string) string {
 }
 
 // countExchange records one finished platform exchange.
-func (h *Handler) countExchange(x *exchange) {
-	msg := h.app.metricMessage(x.root)
-	metricRequests.WithLabelValues(msg, x.outcome).Inc()
-	switch x.outcome {
+func (h *Handler) countExchange(x *gateway.Exchange) {
+	msg := h.app.metricMessage(x.Root)
+	metricRequests.WithLabelValues(msg, x.Outcome).Inc()
+	switch x.Outcome {
 	case "bad_signature":
 		metricSignatureFailures.WithLabelValues(msg).Inc()
 	case "replay":
@@ -119,11 +120,11 @@ func (h *Handler) countExchange(x *exchange) {
 	case "conflict":
 		metricConflicts.WithLabelValues(msg).Inc()
 	}
-	if len(x.unmapped) > 0 {
+	if len(x.Unmapped) > 0 {
 		metricUnmapped.WithLabelValues(msg).Inc()
 	}
-	if x.coreStatus != 0 || x.coreTime > 0 {
-		metricCoreDuration.WithLabelValues(msg).Observe(x.coreTime.Seconds())
+	if x.CoreStatus != 0 || x.CoreTime > 0 {
+		metricCoreDuration.WithLabelValues(msg).Observe(x.CoreTime.Seconds())
 	}
 }
 

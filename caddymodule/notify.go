@@ -2,8 +2,6 @@ package caddymodule
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,8 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/delivery"
-	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
-	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
+	"github.com/caddy-gongbao/gongbao/caddymodule/gateway"
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
 )
 
@@ -93,18 +90,6 @@ func (h *NotifyHandler) Validate() error {
 	return nil
 }
 
-// notifyError is an event refused, answered to the core as JSON.
-type notifyError struct {
-	status  int
-	reason  string // stable English word
-	message string // for the operator reading the core's logs
-	field   string
-	cause   error
-}
-
-func (e *notifyError) Error() string { return e.reason + ": " + e.message }
-func (e *notifyError) Unwrap() error { return e.cause }
-
 // notifyAccepted is the answer to an accepted event.
 type notifyAccepted struct {
 	ID          int64  `json:"id"`
@@ -120,14 +105,14 @@ func (h *NotifyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ cadd
 	event := lastSegment(r.URL.Path)
 	d, created, err := h.accept(r, event)
 	if err != nil {
-		var ne *notifyError
+		var ne *gateway.EventError
 		if !errors.As(err, &ne) {
-			ne = &notifyError{status: http.StatusInternalServerError, reason: "internal_error", message: "the event could not be accepted", cause: err}
+			ne = &gateway.EventError{Status: http.StatusInternalServerError, Reason: "internal_error", Message: "the event could not be accepted", Cause: err}
 		}
-		metricEvents.WithLabelValues(h.app.metricEvent(event), ne.reason).Inc()
-		h.logger.Warn("event refused", zap.String("event", event), zap.String("reason", ne.reason),
-			zap.String("field", ne.field), zap.Error(err), zap.Duration("duration", time.Since(start)))
-		return writeJSON(w, ne.status, map[string]string{"error": ne.reason, "message": ne.message, "field": ne.field})
+		metricEvents.WithLabelValues(h.app.metricEvent(event), ne.Reason).Inc()
+		h.logger.Warn("event refused", zap.String("event", event), zap.String("reason", ne.Reason),
+			zap.String("field", ne.Field), zap.Error(err), zap.Duration("duration", time.Since(start)))
+		return writeJSON(w, ne.Status, eventRefusal(ne))
 	}
 	status, outcome := http.StatusAccepted, "accepted"
 	if !created {
@@ -139,86 +124,54 @@ func (h *NotifyHandler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ cadd
 	return writeJSON(w, status, notifyAccepted{ID: d.ID, RequestUUID: d.RequestUUID, State: string(d.State), Duplicate: !created})
 }
 
-// accept validates, maps, signs and durably enqueues one event.
+// accept checks the route, reads the event, has the engine map and sign
+// it, and durably enqueues the callback.
 func (h *NotifyHandler) accept(r *http.Request, event string) (delivery.Delivery, bool, error) {
 	if r.Method != http.MethodPost {
-		return delivery.Delivery{}, false, &notifyError{status: http.StatusMethodNotAllowed, reason: "method_not_allowed", message: "events are POSTed"}
+		return delivery.Delivery{}, false, &gateway.EventError{Status: http.StatusMethodNotAllowed, Reason: "method_not_allowed", Message: "events are POSTed"}
 	}
-	m, ok := h.app.outbound(event)
-	if !ok || (h.allowed != nil && !h.allowed[event]) {
-		return delivery.Delivery{}, false, &notifyError{status: http.StatusNotFound, reason: "unknown_event",
-			message: fmt.Sprintf("no outbound mapping for event %q (known: %s)", event, strings.Join(h.app.eventNames(), ", "))}
+	if _, ok := h.app.outbound(event); !ok || (h.allowed != nil && !h.allowed[event]) {
+		return delivery.Delivery{}, false, &gateway.EventError{Status: http.StatusNotFound, Reason: "unknown_event",
+			Message: fmt.Sprintf("no outbound mapping for event %q (known: %s)", event, strings.Join(h.app.eventNames(), ", "))}
 	}
-	body, err := readLimited(r.Body, r.ContentLength, h.MaxEventSize)
+	body, err := gateway.ReadLimited(r.Body, r.ContentLength, h.MaxEventSize)
 	if err != nil {
-		return delivery.Delivery{}, false, &notifyError{status: http.StatusRequestEntityTooLarge, reason: "too_large", message: fmt.Sprintf("event larger than %s", humanSize(h.MaxEventSize)), cause: err}
+		return delivery.Delivery{}, false, &gateway.EventError{Status: http.StatusRequestEntityTooLarge, Reason: "too_large", Message: fmt.Sprintf("event larger than %s", humanSize(h.MaxEventSize)), Cause: err}
 	}
-	elements, err := m.Body.JSONToXML(body, h.app.callbackVars())
+	cb, err := h.app.gateway.Callback(event, r.Header.Get("Idempotency-Key"), body)
 	if err != nil {
-		return delivery.Delivery{}, false, eventMappingError(err)
+		return delivery.Delivery{}, false, err
 	}
-	orderKey, eventID, err := m.Keys(body)
-	if err != nil {
-		return delivery.Delivery{}, false, eventMappingError(err)
-	}
-	uuid := protocol.NewUUID()
 	// Bounded like every store call on a request path: a stalled store
 	// must still let the core get its 503 and resend.
 	ctx, cancel := context.WithTimeout(r.Context(), enqueueTimeout)
 	defer cancel()
 	d, created, err := h.app.store.deliveries.engine.Enqueue(ctx, delivery.NewDelivery{
 		Event:          event,
-		Callback:       m.Callback,
-		ReplyRoot:      m.ReplyRoot,
+		Callback:       cb.Mapping.Callback,
+		ReplyRoot:      cb.Mapping.ReplyRoot,
 		URL:            h.app.callbackTo[event],
-		RequestUUID:    uuid,
-		IdempotencyKey: eventKey(event, r.Header.Get("Idempotency-Key"), eventID, body),
-		OrderKey:       orderKey,
-		Body:           protocol.BuildRequest(m.Callback, uuid, elements, h.app.signKey),
+		RequestUUID:    cb.RequestUUID,
+		IdempotencyKey: cb.IdempotencyKey,
+		OrderKey:       cb.OrderKey,
+		Body:           cb.Body,
 	})
 	if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		return d, false, &notifyError{status: http.StatusServiceUnavailable, reason: "store_unavailable", message: "the event was not stored; retry later", cause: err}
+		return d, false, &gateway.EventError{Status: http.StatusServiceUnavailable, Reason: "store_unavailable", Message: "the event was not stored; retry later", Cause: err}
 	}
 	if err == nil {
-		h.app.notePolicyLink(elements, orderKey)
+		h.app.notePolicyLink(cb.Elements, cb.OrderKey)
 	}
 	return d, created, err
 }
 
+// eventRefusal is the JSON answer to a refused event.
+func eventRefusal(ne *gateway.EventError) map[string]string {
+	return map[string]string{"error": ne.Reason, "message": ne.Message, "field": ne.Field}
+}
+
 // enqueueTimeout bounds the durable write of an event.
 const enqueueTimeout = 5 * time.Second
-
-// eventMappingError turns a mapping failure into a 400 naming the field.
-func eventMappingError(err error) error {
-	var fe *mapping.FieldError
-	if errors.As(err, &fe) {
-		return &notifyError{status: http.StatusBadRequest, reason: "invalid_event", message: fe.Message(), field: fe.Path, cause: err}
-	}
-	return &notifyError{status: http.StatusBadRequest, reason: "invalid_event", message: "the event is not valid JSON", cause: err}
-}
-
-// eventKey identifies an event across the core's resends: its
-// Idempotency-Key header, else its mapped event id, else its exact bytes.
-// It is scoped by event name.
-func eventKey(event, header, eventID string, body []byte) string {
-	switch {
-	case header != "":
-		return event + ":key:" + header
-	case eventID != "":
-		return event + ":id:" + eventID
-	default:
-		sum := sha256.Sum256(body)
-		return event + ":sha256:" + hex.EncodeToString(sum[:])
-	}
-}
-
-// callbackVars are the runtime variables outbound rows may refer to.
-func (a *App) callbackVars() mapping.Vars {
-	return mapping.Vars{
-		"insurance_code": a.insurance,
-		"now":            time.Now().In(shanghai).Format("2006-01-02 15:04:05"),
-	}
-}
 
 // metricEvent is the event label: the name when a mapping knows it.
 func (a *App) metricEvent(event string) string {
