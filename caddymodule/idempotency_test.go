@@ -231,7 +231,7 @@ func adminRecord(t *testing.T, uuid string) adminRecordJSON {
 // adminJSON calls the test Caddy's admin API.
 func adminJSON(t *testing.T, method, path, body string, wantStatus int, out any) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://localhost:2999"+path, strings.NewReader(body))
+	req, _ := http.NewRequest(method, "http://"+adminAddr+path, strings.NewReader(body))
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}

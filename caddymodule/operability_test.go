@@ -24,7 +24,7 @@ func TestJournal(t *testing.T) {
 	platform := startPlatform(t)
 	fx := &coreFixture{}
 	fx.srv = httptest.NewServer(http.HandlerFunc(fx.serve))
-	fx.core = core.New(core.Config{PublicURL: fx.srv.URL, EventsURL: "http://localhost:9081"})
+	fx.core = core.New(core.Config{PublicURL: fx.srv.URL, EventsURL: eventsSite})
 	t.Cleanup(func() { fx.srv.Close(); fx.core.Close() })
 	tester := startSidecar(t, callbackConfig(t, fx.srv.Listener.Addr().String(), platform.srv.URL))
 	insure := insureSample(t, testKey)
@@ -183,13 +183,18 @@ var seriesLine = regexp.MustCompile(`^(gongbao_[^ ]+) ([0-9.eE+-]+)$`)
 // scrape reads the gongbao series from the admin endpoint's /metrics.
 func scrape(t *testing.T) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://localhost:2999/metrics")
+	resp, err := http.Get("http://"+adminAddr+"/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	return parseSeries(resp.Body)
+}
+
+// parseSeries reads the gongbao series of a Prometheus text exposition.
+func parseSeries(exposition io.Reader) map[string]float64 {
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(exposition)
 	for sc.Scan() {
 		if m := seriesLine.FindStringSubmatch(sc.Text()); m != nil {
 			v, _ := strconv.ParseFloat(m[2], 64)
@@ -213,7 +218,7 @@ func TestLogsHoldNoKeysOrPersonalData(t *testing.T) {
 	fx := startCore(t)
 	cfg := strings.Replace(sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""), "\tpersist_config off\n",
 		fmt.Sprintf("\tpersist_config off\n\tlog {\n\t\toutput file %s\n\t\tformat json\n\t\tlevel DEBUG\n\t}\n", logFile), 1)
-	cfg = strings.Replace(cfg, "http://localhost:9080 {\n", "http://localhost:9080 {\n\tlog {\n\t\toutput file "+logFile+"\n\t}\n", 1)
+	cfg = strings.Replace(cfg, sidecarSite+" {\n", sidecarSite+" {\n\tlog {\n\t\toutput file "+logFile+"\n\t}\n", 1)
 	tester := startSidecar(t, cfg)
 
 	reply, _ := post(t, tester, sidecarURL, insureSample(t, testKey))
