@@ -292,7 +292,7 @@ func TestAdminBadParameters(t *testing.T) {
 		{"/gongbao/journal?policy=P1", "takes request_uuid, policy_no, proposal_no, limit"},
 	}
 	for _, c := range cases {
-		resp, err := http.Get("http://"+adminAddr+c.path)
+		resp, err := http.Get("http://" + adminAddr + c.path)
 		if err != nil {
 			t.Fatal(err)
 		}

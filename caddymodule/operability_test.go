@@ -183,7 +183,7 @@ var seriesLine = regexp.MustCompile(`^(gongbao_[^ ]+) ([0-9.eE+-]+)$`)
 // scrape reads the gongbao series from the admin endpoint's /metrics.
 func scrape(t *testing.T) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://"+adminAddr+"/metrics")
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
