@@ -270,6 +270,9 @@ func TestRefusedCallbackDeadLettersAndRetry(t *testing.T) {
 	fx := startCore(t)
 	cfg := strings.Replace(callbackConfig(t, fx.srv.Listener.Addr().String(), platform.srv.URL),
 		"poll_interval 50ms", "poll_interval 50ms\n\t\t\trefusal dead_letter", 1)
+	// The operator's retry still keeps the 10 s gap after the refused
+	// attempt; the scaled clock makes that 17 ms.
+	scaledDelivery(t)
 	startSidecar(t, cfg)
 	platform.set("保单号不存在", false)
 
