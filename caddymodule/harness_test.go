@@ -2,8 +2,6 @@ package caddymodule_test
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/caddy-gongbao/gongbao/caddymodule"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
 )
@@ -182,71 +180,8 @@ func sidecarConfig(t *testing.T, coreAddr, extraGlobal, extraProxy string) strin
 		}
 	}
 }
-`, adminAddr, httpPort, httpsPort, mappings, freshDatabase(t), allowRepeatedSamples, extraGlobal,
+`, adminAddr, httpPort, httpsPort, mappings, caddymodule.FreshStoreForTest(t), allowRepeatedSamples, extraGlobal,
 		sidecarSite, coreAddr, extraProxy)
-}
-
-// migratedDatabase is an SQLite store file with every migration applied,
-// made once per test binary: migrating a new file (River's tables among
-// them) costs about half a second of CPU under -race, once per config.
-var migratedDatabase struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// freshDatabase is a new store file for one test, a copy of the migrated
-// one, in the test's temporary directory.
-func freshDatabase(t *testing.T) string {
-	t.Helper()
-	migratedDatabase.once.Do(func() {
-		migratedDatabase.path, migratedDatabase.err = migrateDatabase(filepath.Join(testStateDir, "migrated"))
-	})
-	if migratedDatabase.err != nil {
-		t.Fatalf("preparing the test store: %v", migratedDatabase.err)
-	}
-	data, err := os.ReadFile(migratedDatabase.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "gongbao.db")
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// migrateDatabase creates a store file in dir by provisioning a gongbao
-// app on it, and closes it again (which folds the write-ahead log into
-// the file).
-func migrateDatabase(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return "", err
-	}
-	path := filepath.Join(dir, "gongbao.db")
-	appJSON, err := json.Marshal(map[string]any{
-		"sign_key": testKey,
-		"mappings": repoPath("mappings"),
-		"store":    map[string]any{"driver": "sqlite", "path": path},
-	})
-	if err != nil {
-		return "", err
-	}
-	ctx, err := caddy.ProvisionContext(&caddy.Config{AppsRaw: caddy.ModuleMap{"gongbao": appJSON}})
-	if err != nil {
-		return "", err
-	}
-	app, err := ctx.App("gongbao")
-	if err != nil {
-		return "", err
-	}
-	if err := app.(caddy.CleanerUpper).Cleanup(); err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(path + "-wal"); err == nil {
-		return "", errors.New("the store left a write-ahead log behind after closing")
-	}
-	return path, nil
 }
 
 // startSidecar loads cfg into the test Caddy. caddytest skips (passes

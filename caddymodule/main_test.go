@@ -13,10 +13,6 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-// testStateDir holds what the tests share for the whole run (Caddy's
-// state, the migrated store file).
-var testStateDir string
-
 // testKey is the platform's published test key (DESIGN §1.2).
 const testKey = "MeTKJnC3fIAxeer8erADRTlJ"
 
@@ -27,7 +23,6 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	testStateDir = dir
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 	os.Setenv("GONGBAO_TEST_KEY", testKey)
