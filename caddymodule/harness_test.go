@@ -200,7 +200,29 @@ func startSidecar(t *testing.T, cfg string) *caddytest.Tester {
 		TestRequestTimeout: 30 * time.Second,
 	})
 	tester.InitServer(cfg, "caddyfile")
+	// Cleanups run last-registered first: the config stops here, while
+	// the test's store file (in t.TempDir) still exists. Left running, it
+	// would be stopped by the next test's load, after the file is gone, and
+	// its delivery engine would retry for seconds before giving up.
+	t.Cleanup(func() { unloadSidecar(t) })
 	return tester
+}
+
+// unloadSidecar replaces the test config with one that runs nothing but
+// the admin endpoint.
+func unloadSidecar(t *testing.T) {
+	t.Helper()
+	empty := fmt.Sprintf(`{"admin": {"listen": %q, "config": {"persist": false}}}`, adminAddr)
+	resp, err := http.Post("http://"+adminAddr+"/load", "application/json", strings.NewReader(empty))
+	if err != nil {
+		t.Errorf("stopping the test config: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		t.Errorf("stopping the test config: HTTP %d: %s", resp.StatusCode, body)
+	}
 }
 
 // post sends a platform message and returns the parsed, verified reply.
