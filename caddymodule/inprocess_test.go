@@ -32,7 +32,7 @@ type inProcess struct {
 // handler in front of fx.
 func startInProcess(t *testing.T, fx *coreFixture, extraGlobal string) *inProcess {
 	t.Helper()
-	appJSON := gongbaoAppJSON(t, sidecarConfig(t, "in-process", extraGlobal, ""))
+	appJSON := gongbaoAppJSON(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), extraGlobal, ""))
 	ctx, err := caddy.ProvisionContext(&caddy.Config{AppsRaw: caddy.ModuleMap{"gongbao": appJSON}})
 	if err != nil {
 		t.Fatalf("provisioning the gongbao app: %v", err)
