@@ -18,7 +18,8 @@ import (
 // Caddy's module tests do) and served without a listener: a request goes
 // through the handler's ServeHTTP into a recorder, and next is the core
 // fixture, called directly in place of reverse_proxy. Tests whose subject
-// is our handler, not Caddy's wiring, run here: no config load, no port.
+// is our handler, not Caddy's wiring, run here: no Caddy config load,
+// no Caddy listener.
 type inProcess struct {
 	ctx     caddy.Context
 	handler caddyhttp.MiddlewareHandler
