@@ -17,7 +17,6 @@ import (
 )
 
 // eventsURL is the test Caddy's core-facing events intake.
-const eventsURL = "http://localhost:9081/events/"
 
 // platformFixture stands in for 工保网's callback endpoint: it verifies
 // every callback's signature and answers with a signed reply.
@@ -106,8 +105,7 @@ func (p *platformFixture) callbacks() ([]*protocol.Envelope, [][]byte) {
 func callbackConfig(t *testing.T, coreAddr, platformURL string) string {
 	t.Helper()
 	global := fmt.Sprintf("insurance_code PICC-TEST\n\t\tcallbacks {\n\t\t\tbase %s\n\t\t\tpoll_interval 50ms\n\t\t}", platformURL)
-	return sidecarConfig(t, coreAddr, global, "") + `
-http://localhost:9081 {
+	return sidecarConfig(t, coreAddr, global, "") + eventsSite + ` {
 	handle /events/* {
 		gongbao_notify
 	}
@@ -144,7 +142,7 @@ func TestCallbackLifecycle(t *testing.T) {
 	platform := startPlatform(t)
 	fx := &coreFixture{}
 	fx.srv = httptest.NewServer(http.HandlerFunc(fx.serve))
-	fx.core = core.New(core.Config{PublicURL: fx.srv.URL, EventsURL: "http://localhost:9081"})
+	fx.core = core.New(core.Config{PublicURL: fx.srv.URL, EventsURL: eventsSite})
 	t.Cleanup(func() { fx.srv.Close(); fx.core.Close() })
 	tester := startSidecar(t, callbackConfig(t, fx.srv.Listener.Addr().String(), platform.srv.URL))
 
@@ -272,6 +270,9 @@ func TestRefusedCallbackDeadLettersAndRetry(t *testing.T) {
 	fx := startCore(t)
 	cfg := strings.Replace(callbackConfig(t, fx.srv.Listener.Addr().String(), platform.srv.URL),
 		"poll_interval 50ms", "poll_interval 50ms\n\t\t\trefusal dead_letter", 1)
+	// The operator's retry still keeps the 10 s gap after the refused
+	// attempt; the scaled clock makes that 17 ms.
+	scaledDelivery(t)
 	startSidecar(t, cfg)
 	platform.set("保单号不存在", false)
 

@@ -34,7 +34,7 @@ func newDoctorSetup(t *testing.T) *doctorSetup {
 	t.Cleanup(platform.Close)
 	s.key = "{env.GONGBAO_SIGN_KEY}"
 	s.mappings = filepath.Join("..", "mappings")
-	s.store = filepath.Join(t.TempDir(), "gongbao.db")
+	s.store = FreshStoreForTest(t)
 	s.core = core.Listener.Addr().String()
 	s.callbackBase = platform.URL
 	s.insuranceCode = "12345"

@@ -52,7 +52,7 @@ func newConsoleFixture(t *testing.T, callbackBase string, deadline time.Duration
 		SignKey:       consoleKey,
 		Mappings:      filepath.Join("..", "mappings"),
 		InsuranceCode: "TESTINS01",
-		Store:         &StoreConfig{Driver: "sqlite", Path: filepath.Join(t.TempDir(), "gongbao.db")},
+		Store:         &StoreConfig{Driver: "sqlite", Path: FreshStoreForTest(t)},
 		Callbacks: &CallbackConfig{Base: callbackBase, PollInterval: caddy.Duration(50 * time.Millisecond),
 			Deadline: caddy.Duration(deadline)},
 	}

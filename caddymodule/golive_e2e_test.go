@@ -249,7 +249,7 @@ func TestReloadWithUnsetKeyFails(t *testing.T) {
 	bad := strings.Replace(good, "sign_key {env.GONGBAO_TEST_KEY}",
 		"sign_key {env.GONGBAO_TEST_KEY}\n\t\tverify_key {env.GONGBAO_TEST_KEY} {env.GONGBAO_UNSET_KEY}", 1)
 
-	req, _ := http.NewRequest(http.MethodPost, "http://localhost:2999/load", strings.NewReader(bad))
+	req, _ := http.NewRequest(http.MethodPost, "http://"+adminAddr+"/load", strings.NewReader(bad))
 	req.Header.Set("Content-Type", "text/caddyfile")
 	resp, err := (&http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
 	if err != nil {
@@ -292,7 +292,7 @@ func TestAdminBadParameters(t *testing.T) {
 		{"/gongbao/journal?policy=P1", "takes request_uuid, policy_no, proposal_no, limit"},
 	}
 	for _, c := range cases {
-		resp, err := http.Get("http://localhost:2999" + c.path)
+		resp, err := http.Get("http://" + adminAddr + c.path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -323,7 +323,7 @@ func TestDoctorAgainstRunningServer(t *testing.T) {
 	var out strings.Builder
 	cmd.SetOut(&out)
 	cmd.SetErr(&out)
-	cmd.SetArgs([]string{"--address", "localhost:2999"})
+	cmd.SetArgs([]string{"--address", adminAddr})
 	code := caddymodule.ExitStatusForTest(cmd.Execute())
 	if code != 0 || strings.Contains(out.String(), "✗") || !strings.Contains(out.String(), "✔ store: sqlite") {
 		t.Fatalf("exit %d:\n%s", code, out.String())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,12 +16,54 @@ import (
 
 	"github.com/caddyserver/caddy/v2/caddytest"
 
+	"github.com/caddy-gongbao/gongbao/caddymodule"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
 )
 
-// sidecarURL is where the test Caddy serves the platform endpoint.
-const sidecarURL = "http://localhost:9080/gongbao"
+// The test Caddy's addresses, on ports free when the test binary starts
+// (pickTestPorts), so that packages which start Caddy can run in parallel.
+var (
+	adminAddr   string // the admin endpoint, host:port
+	sidecarSite string // the site of the platform endpoint
+	sidecarURL  string // the platform endpoint
+	eventsSite  string // the site of the events intake
+	eventsURL   string // the events intake
+	httpPort    int
+	httpsPort   int
+)
+
+// pickTestPorts chooses the test Caddy's ports. caddytest starts Caddy
+// once per test binary, with the first admin address it is given, so the
+// admin port is chosen once for the whole run.
+func pickTestPorts() error {
+	ports, err := freePorts(4)
+	if err != nil {
+		return err
+	}
+	caddytest.Default.AdminPort = ports[0]
+	adminAddr = fmt.Sprintf("localhost:%d", ports[0])
+	httpPort, httpsPort = ports[1], ports[2]
+	sidecarSite = fmt.Sprintf("http://localhost:%d", httpPort)
+	sidecarURL = sidecarSite + "/gongbao"
+	eventsSite = fmt.Sprintf("http://localhost:%d", ports[3])
+	eventsURL = eventsSite + "/events/"
+	return nil
+}
+
+// freePorts asks the kernel for n distinct free loopback ports.
+func freePorts(n int) ([]int, error) {
+	var ports []int
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer ln.Close() // held until all are chosen, so they differ
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
 
 // recordedCall is one request as the core received it.
 type recordedCall struct {
@@ -110,9 +153,9 @@ func sidecarConfig(t *testing.T, coreAddr, extraGlobal, extraProxy string) strin
 		t.Fatal(err)
 	}
 	return fmt.Sprintf(`{
-	admin localhost:2999
-	http_port 9080
-	https_port 9443
+	admin %s
+	http_port %d
+	https_port %d
 	skip_install_trust
 	persist_config off
 	gongbao {
@@ -125,7 +168,7 @@ func sidecarConfig(t *testing.T, coreAddr, extraGlobal, extraProxy string) strin
 	}
 }
 
-http://localhost:9080 {
+%s {
 	handle /gongbao* {
 		gongbao
 		reverse_proxy %s {
@@ -137,7 +180,8 @@ http://localhost:9080 {
 		}
 	}
 }
-`, mappings, filepath.Join(t.TempDir(), "gongbao.db"), allowRepeatedSamples, extraGlobal, coreAddr, extraProxy)
+`, adminAddr, httpPort, httpsPort, mappings, caddymodule.FreshStoreForTest(t), allowRepeatedSamples, extraGlobal,
+		sidecarSite, coreAddr, extraProxy)
 }
 
 // startSidecar loads cfg into the test Caddy. caddytest skips (passes
@@ -156,13 +200,41 @@ func startSidecar(t *testing.T, cfg string) *caddytest.Tester {
 		TestRequestTimeout: 30 * time.Second,
 	})
 	tester.InitServer(cfg, "caddyfile")
+	// Cleanups run last-registered first: the config stops here, while
+	// the test's store file (in t.TempDir) still exists. Left running, it
+	// would be stopped by the next test's load, after the file is gone, and
+	// its delivery engine would retry for seconds before giving up.
+	t.Cleanup(func() { unloadSidecar(t) })
 	return tester
+}
+
+// unloadSidecar replaces the test config with one that runs nothing but
+// the admin endpoint.
+func unloadSidecar(t *testing.T) {
+	t.Helper()
+	empty := fmt.Sprintf(`{"admin": {"listen": %q, "config": {"persist": false}}}`, adminAddr)
+	resp, err := http.Post("http://"+adminAddr+"/load", "application/json", strings.NewReader(empty))
+	if err != nil {
+		t.Errorf("stopping the test config: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(resp.Body)
+		t.Errorf("stopping the test config: HTTP %d: %s", resp.StatusCode, body)
+	}
 }
 
 // post sends a platform message and returns the parsed, verified reply.
 func post(t *testing.T, tester *caddytest.Tester, url string, msg []byte) (*protocol.Envelope, []byte) {
 	t.Helper()
-	resp, err := postResending(tester.Client, url, msg)
+	return postWith(t, tester.Client, url, msg)
+}
+
+// postWith is post through client: the test Caddy's or an inProcess one.
+func postWith(t *testing.T, client *http.Client, url string, msg []byte) (*protocol.Envelope, []byte) {
+	t.Helper()
+	resp, err := postResending(client, url, msg)
 	if err != nil {
 		t.Fatalf("posting to the sidecar: %v", err)
 	}

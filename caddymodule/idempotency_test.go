@@ -29,12 +29,12 @@ func postRaw(t *testing.T, client *http.Client, msg []byte) []byte {
 
 func TestResendReplaysStoredReply(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""))
+	gw := startInProcess(t, fx, "")
 	msg := insureSample(t, testKey)
 
-	first, firstRaw := post(t, tester, sidecarURL, msg)
+	first, firstRaw := postWith(t, gw.Client, sidecarURL, msg)
 	assertAccepted(t, first)
-	_, secondRaw := post(t, tester, sidecarURL, msg)
+	_, secondRaw := postWith(t, gw.Client, sidecarURL, msg)
 	if !bytes.Equal(firstRaw, secondRaw) {
 		t.Errorf("the resend's reply differs:\n%s\n%s", firstRaw, secondRaw)
 	}
@@ -48,8 +48,7 @@ func TestResendReplaysStoredReply(t *testing.T) {
 // the same bytes.
 func TestConcurrentDuplicates(t *testing.T) {
 	fx := startCore(t)
-	startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""))
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	gw := startInProcess(t, fx, "")
 	const rounds, parallel = 8, 50
 	for round := 0; round < rounds; round++ {
 		before := fx.callCount()
@@ -57,7 +56,7 @@ func TestConcurrentDuplicates(t *testing.T) {
 		replies := make([][]byte, parallel)
 		var wg sync.WaitGroup
 		for i := range parallel {
-			wg.Go(func() { replies[i] = postRaw(t, client, msg) })
+			wg.Go(func() { replies[i] = postRaw(t, gw.Client, msg) })
 		}
 		wg.Wait()
 		if n := fx.callCount() - before; n != 1 {
@@ -76,20 +75,20 @@ func TestConcurrentDuplicates(t *testing.T) {
 
 func TestSameUUIDDifferentBody(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""))
+	gw := startInProcess(t, fx, "")
 	msg := insureSample(t, testKey)
-	first, _ := post(t, tester, sidecarURL, msg)
+	first, _ := postWith(t, gw.Client, sidecarURL, msg)
 	assertAccepted(t, first)
 
 	uuid := between(string(msg), "<requestUUID>", "</requestUUID>")
 	other := strings.Replace(string(msg), "<sumPremium>20.00</sumPremium>", "<sumPremium>30.00</sumPremium>", 1)
-	reply, _ := post(t, tester, sidecarURL, resignKeepingUUID(t, []byte(other), uuid))
+	reply, _ := postWith(t, gw.Client, sidecarURL, resignKeepingUUID(t, []byte(other), uuid))
 	assertRefused(t, reply, "requestUUID 已用于内容不同的报文")
 	if n := fx.callCount(); n != 1 {
 		t.Errorf("core calls = %d, want 1", n)
 	}
 	// The original record is untouched: the first body still replays.
-	_, again := post(t, tester, sidecarURL, msg)
+	_, again := postWith(t, gw.Client, sidecarURL, msg)
 	if !bytes.Contains(again, []byte("<resultFlag>true</resultFlag>")) {
 		t.Errorf("the original request no longer replays: %s", again)
 	}
@@ -99,15 +98,15 @@ func TestSameUUIDDifferentBody(t *testing.T) {
 // resend runs normally and the effect happens once.
 func TestUnavailableCoreReleases(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""))
+	gw := startInProcess(t, fx, "")
 	msg := insureSample(t, testKey)
 	fx.setOverride(func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "maintenance", http.StatusServiceUnavailable)
 	})
-	reply, _ := post(t, tester, sidecarURL, msg)
+	reply, _ := postWith(t, gw.Client, sidecarURL, msg)
 	assertRefused(t, reply, "系统繁忙")
 	fx.setOverride(nil)
-	reply, _ = post(t, tester, sidecarURL, msg)
+	reply, _ = postWith(t, gw.Client, sidecarURL, msg)
 	assertAccepted(t, reply)
 	if n := fx.core.Stats().Effects[core.OpProposals]; n != 1 {
 		t.Errorf("proposals created = %d, want 1", n)
@@ -231,7 +230,7 @@ func adminRecord(t *testing.T, uuid string) adminRecordJSON {
 // adminJSON calls the test Caddy's admin API.
 func adminJSON(t *testing.T, method, path, body string, wantStatus int, out any) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://localhost:2999"+path, strings.NewReader(body))
+	req, _ := http.NewRequest(method, "http://"+adminAddr+path, strings.NewReader(body))
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}

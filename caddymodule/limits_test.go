@@ -1,6 +1,7 @@
 package caddymodule_test
 
-// Hostile-input limits through real Caddy (issue 7, item 2). Each limit is
+// Hostile-input limits of the handler, provisioned in process (issue 7,
+// item 2). Each limit is
 // shown from both sides: a message exactly at the limit is served (the core
 // is called once), one step beyond is answered with an unsigned
 // resultFlag=false reply that says what was exceeded, and the core is not
@@ -18,8 +19,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 )
@@ -40,7 +39,7 @@ var limGlobal = fmt.Sprintf("max_depth %d\n\t\tmax_elements %d\n\t\tmax_value_ch
 // above. The tests pad messages with elements no mapping declares, which
 // the shipped insure mapping refuses; the parser's limits are what is
 // tested here, so its copy sets unknown_elements: ignore.
-func limSidecar(t *testing.T) (*coreFixture, *caddytest.Tester) {
+func limSidecar(t *testing.T) (*coreFixture, *inProcess) {
 	t.Helper()
 	fx := startCore(t)
 	dir := t.TempDir()
@@ -56,7 +55,7 @@ func limSidecar(t *testing.T) (*coreFixture, *caddytest.Tester) {
 	}
 	insure.Close()
 	global := limGlobal + "\n\t\tmappings " + dir
-	return fx, startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), global, ""))
+	return fx, startInProcess(t, fx, global)
 }
 
 // limInsure is the sample insureRequest with extra placed just before
@@ -68,10 +67,10 @@ func limInsure(t *testing.T, extra string) []byte {
 
 // limServed posts msg and expects it to be served: resultFlag=true and one
 // core call.
-func limServed(t *testing.T, fx *coreFixture, tester *caddytest.Tester, msg []byte) {
+func limServed(t *testing.T, fx *coreFixture, gw *inProcess, msg []byte) {
 	t.Helper()
 	before := fx.callCount()
-	reply, _ := post(t, tester, sidecarURL, msg)
+	reply, _ := postWith(t, gw.Client, sidecarURL, msg)
 	if flag := text(reply, "resultFlag"); flag != "true" {
 		t.Fatalf("a message at the limit was refused: %s", text(reply, "resultMessage"))
 	}
@@ -84,10 +83,10 @@ func limServed(t *testing.T, fx *coreFixture, tester *caddytest.Tester, msg []by
 // contains each of want, without any call to the core. Limits are checked
 // before the signature, so the refusal is unsigned (post checks that an
 // unsigned reply is a refusal, a signed one verifies).
-func limRefused(t *testing.T, fx *coreFixture, tester *caddytest.Tester, msg []byte, want ...string) {
+func limRefused(t *testing.T, fx *coreFixture, gw *inProcess, msg []byte, want ...string) {
 	t.Helper()
 	before := fx.callCount()
-	reply, _ := post(t, tester, sidecarURL, msg) // post checks well-formedness and our signature
+	reply, _ := postWith(t, gw.Client, sidecarURL, msg) // post checks well-formedness and our signature
 	for _, w := range want {
 		assertRefused(t, reply, w)
 	}
@@ -100,7 +99,7 @@ func TestLimitBodySize(t *testing.T) {
 	// The shape limits stay at their defaults here: the padding is one long
 	// run of white space, which counts against max_value_chars.
 	fx := startCore(t)
-	tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""))
+	gw := startInProcess(t, fx, "")
 	// White space between elements is not signed, so padding after signing
 	// keeps the signature valid.
 	pad := func(n int) []byte {
@@ -112,15 +111,15 @@ func TestLimitBodySize(t *testing.T) {
 		return bytes.Replace(msg, []byte("</insureRequest>"), []byte(strings.Repeat(" ", fill)+"</insureRequest>"), 1)
 	}
 	t.Run("at the limit", func(t *testing.T) {
-		limServed(t, fx, tester, pad(limBodySize))
+		limServed(t, fx, gw, pad(limBodySize))
 	})
 	t.Run("one byte over", func(t *testing.T) {
-		limRefused(t, fx, tester, pad(limBodySize+1), "报文超过大小限制", "64")
+		limRefused(t, fx, gw, pad(limBodySize+1), "报文超过大小限制", "64")
 	})
 	t.Run("chunked, no Content-Length", func(t *testing.T) {
 		before := fx.callCount()
 		body := io.MultiReader(bytes.NewReader(pad(limBodySize + 6<<10))) // hides the length
-		resp, err := tester.Client.Post(sidecarURL, "application/xml; charset=UTF-8", body)
+		resp, err := gw.Client.Post(sidecarURL, "application/xml; charset=UTF-8", body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -144,28 +143,28 @@ func TestLimitBodySize(t *testing.T) {
 }
 
 func TestLimitElementDepth(t *testing.T) {
-	fx, tester := limSidecar(t)
+	fx, gw := limSidecar(t)
 	// insureRequest > requestBody > d…: k nested elements reach depth 2+k.
 	nest := func(k int) string { return strings.Repeat("<d>", k-1) + "<d>x</d>" + strings.Repeat("</d>", k-1) }
 	t.Run("at the limit", func(t *testing.T) {
-		limServed(t, fx, tester, limInsure(t, nest(limDepth-2)))
+		limServed(t, fx, gw, limInsure(t, nest(limDepth-2)))
 	})
 	t.Run("one level deeper", func(t *testing.T) {
-		limRefused(t, fx, tester, limInsure(t, nest(limDepth-1)), "报文嵌套层级超过限制", fmt.Sprintf("最多%d层", limDepth))
+		limRefused(t, fx, gw, limInsure(t, nest(limDepth-1)), "报文嵌套层级超过限制", fmt.Sprintf("最多%d层", limDepth))
 	})
 }
 
 var limStartTag = regexp.MustCompile(`<[A-Za-z_]`)
 
 func TestLimitElementCount(t *testing.T) {
-	fx, tester := limSidecar(t)
+	fx, gw := limSidecar(t)
 	have := len(limStartTag.FindAll(limInsure(t, ""), -1))
 	extra := func(n int) string { return strings.Repeat("<e/>", n) }
 	t.Run("at the limit", func(t *testing.T) {
-		limServed(t, fx, tester, limInsure(t, extra(limElements-have)))
+		limServed(t, fx, gw, limInsure(t, extra(limElements-have)))
 	})
 	t.Run("one element more", func(t *testing.T) {
-		limRefused(t, fx, tester, limInsure(t, extra(limElements-have+1)), "报文节点数量超过限制", fmt.Sprintf("最多%d个", limElements))
+		limRefused(t, fx, gw, limInsure(t, extra(limElements-have+1)), "报文节点数量超过限制", fmt.Sprintf("最多%d个", limElements))
 	})
 }
 
@@ -173,7 +172,7 @@ func TestLimitElementCount(t *testing.T) {
 // without a bound a message could carry any number of them past every
 // other check.
 func TestLimitAttributeCount(t *testing.T) {
-	fx, tester := limSidecar(t)
+	fx, gw := limSidecar(t)
 	attrs := func(n int) string {
 		var b strings.Builder
 		b.WriteString("<e")
@@ -184,29 +183,29 @@ func TestLimitAttributeCount(t *testing.T) {
 		return b.String()
 	}
 	t.Run("at the limit", func(t *testing.T) {
-		limServed(t, fx, tester, limInsure(t, attrs(limAttrs)))
+		limServed(t, fx, gw, limInsure(t, attrs(limAttrs)))
 	})
 	t.Run("one attribute more", func(t *testing.T) {
-		limRefused(t, fx, tester, limInsure(t, attrs(limAttrs+1)), fmt.Sprintf("报文节点属性数量超过限制(最多%d个)", limAttrs))
+		limRefused(t, fx, gw, limInsure(t, attrs(limAttrs+1)), fmt.Sprintf("报文节点属性数量超过限制(最多%d个)", limAttrs))
 	})
 }
 
 func TestLimitValueLength(t *testing.T) {
-	fx, tester := limSidecar(t)
+	fx, gw := limSidecar(t)
 	// Characters, not bytes: 长 is three bytes in UTF-8.
 	t.Run("at the limit", func(t *testing.T) {
-		limServed(t, fx, tester, limInsure(t, "<remark>"+strings.Repeat("长", limValueLen)+"</remark>"))
+		limServed(t, fx, gw, limInsure(t, "<remark>"+strings.Repeat("长", limValueLen)+"</remark>"))
 	})
 	want := fmt.Sprintf("最多%d个字符", limValueLen)
 	t.Run("one character more", func(t *testing.T) {
-		limRefused(t, fx, tester, limInsure(t, "<remark>"+strings.Repeat("长", limValueLen+1)+"</remark>"), "报文字段值超过长度限制", want)
+		limRefused(t, fx, gw, limInsure(t, "<remark>"+strings.Repeat("长", limValueLen+1)+"</remark>"), "报文字段值超过长度限制", want)
 	})
 	t.Run("split across text and CDATA", func(t *testing.T) {
 		half := strings.Repeat("a", limValueLen/2)
-		limRefused(t, fx, tester, limInsure(t, "<remark>"+half+"<![CDATA["+half+"]]>b</remark>"), "报文字段值超过长度限制")
+		limRefused(t, fx, gw, limInsure(t, "<remark>"+half+"<![CDATA["+half+"]]>b</remark>"), "报文字段值超过长度限制")
 	})
 	t.Run("attribute value", func(t *testing.T) {
-		limRefused(t, fx, tester, limInsure(t, `<remark k="`+strings.Repeat("a", limValueLen+1)+`">x</remark>`), "报文字段值超过长度限制")
+		limRefused(t, fx, gw, limInsure(t, `<remark k="`+strings.Repeat("a", limValueLen+1)+`">x</remark>`), "报文字段值超过长度限制")
 	})
 }
 
@@ -214,7 +213,7 @@ func TestLimitValueLength(t *testing.T) {
 // checked, so the messages need no valid sign.
 
 func TestLimitDoctypeRefused(t *testing.T) {
-	fx, tester := limSidecar(t)
+	fx, gw := limSidecar(t)
 	decl := `<?xml version="1.0" encoding="UTF-8"?>`
 	for name, doctype := range map[string]string{
 		"external DTD (XXE)": `<!DOCTYPE insureRequest SYSTEM "file:///etc/passwd">`,
@@ -222,13 +221,13 @@ func TestLimitDoctypeRefused(t *testing.T) {
 		"empty DOCTYPE":      `<!DOCTYPE insureRequest>`,
 	} {
 		t.Run(name, func(t *testing.T) {
-			limRefused(t, fx, tester, insureSample(t, "", decl, decl+doctype), "DOCTYPE")
+			limRefused(t, fx, gw, insureSample(t, "", decl, decl+doctype), "DOCTYPE")
 		})
 	}
 }
 
 func TestLimitEntityRefused(t *testing.T) {
-	fx, tester := limSidecar(t)
+	fx, gw := limSidecar(t)
 	decl := `<?xml version="1.0" encoding="UTF-8"?>`
 	laughs := `<!DOCTYPE insureRequest [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;"><!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;">]>`
 	for name, edits := range map[string][]string{
@@ -242,26 +241,26 @@ func TestLimitEntityRefused(t *testing.T) {
 			if name == "undeclared reference" {
 				want = "报文不是合法的XML" // no declaration, so nothing to name; the reference is malformed
 			}
-			limRefused(t, fx, tester, insureSample(t, "", edits...), want)
+			limRefused(t, fx, gw, insureSample(t, "", edits...), want)
 		})
 	}
 }
 
 func TestLimitDeclaredEncoding(t *testing.T) {
-	fx, tester := limSidecar(t)
+	fx, gw := limSidecar(t)
 	for _, enc := range []string{"GBK", "GB2312", "GB18030", "ISO-8859-1", "UTF-16", "US-ASCII"} {
 		t.Run(enc, func(t *testing.T) {
-			limRefused(t, fx, tester, insureSample(t, "", `encoding="UTF-8"`, `encoding="`+enc+`"`), "编码", "UTF-8")
+			limRefused(t, fx, gw, insureSample(t, "", `encoding="UTF-8"`, `encoding="`+enc+`"`), "编码", "UTF-8")
 		})
 	}
 	t.Run("utf-8 in lower case is UTF-8", func(t *testing.T) {
 		msg := insureSample(t, "", `encoding="UTF-8"`, `encoding="utf-8"`)
-		limServed(t, fx, tester, signed(t, msg, testKey))
+		limServed(t, fx, gw, signed(t, msg, testKey))
 	})
 }
 
 func TestLimitInvalidUTF8(t *testing.T) {
-	fx, tester := limSidecar(t)
+	fx, gw := limSidecar(t)
 	for name, bad := range map[string]string{
 		"stray byte":         "\xff",
 		"GBK bytes":          "\xd5\xc5\xc8\xfd", // 张三 in GBK
@@ -271,7 +270,7 @@ func TestLimitInvalidUTF8(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			msg := insureSample(t, "", "<endorseText>", "<endorseText>"+bad)
-			limRefused(t, fx, tester, msg, "编码", "UTF-8")
+			limRefused(t, fx, gw, msg, "编码", "UTF-8")
 		})
 	}
 }

@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	os.Setenv("XDG_CONFIG_HOME", filepath.Join(dir, "config"))
 	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "data"))
 	os.Setenv("GONGBAO_TEST_KEY", testKey)
+	if err := pickTestPorts(); err != nil {
+		panic(err)
+	}
 	caddy.DefaultStorage = &certmagic.FileStorage{Path: filepath.Join(dir, "storage")}
 	caddy.ConfigAutosavePath = filepath.Join(dir, "autosave.json")
 	defer os.RemoveAll(dir)

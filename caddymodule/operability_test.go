@@ -24,7 +24,7 @@ func TestJournal(t *testing.T) {
 	platform := startPlatform(t)
 	fx := &coreFixture{}
 	fx.srv = httptest.NewServer(http.HandlerFunc(fx.serve))
-	fx.core = core.New(core.Config{PublicURL: fx.srv.URL, EventsURL: "http://localhost:9081"})
+	fx.core = core.New(core.Config{PublicURL: fx.srv.URL, EventsURL: eventsSite})
 	t.Cleanup(func() { fx.srv.Close(); fx.core.Close() })
 	tester := startSidecar(t, callbackConfig(t, fx.srv.Listener.Addr().String(), platform.srv.URL))
 	insure := insureSample(t, testKey)
@@ -127,18 +127,19 @@ func TestJournal(t *testing.T) {
 	}
 }
 
-// TestMetrics: the series appear on Caddy's /metrics with the counts of a
-// scripted run (deltas: the counters live for the whole test process).
+// TestMetrics: the series appear on the app's metrics registry (what
+// Caddy's /metrics serves) with the counts of a scripted run (deltas: the
+// counters live for the whole test process).
 func TestMetrics(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""))
-	before := scrape(t)
+	gw := startInProcess(t, fx, "")
+	before := gw.scrape(t)
 	msg := insureSample(t, testKey)
-	post(t, tester, sidecarURL, msg)
-	post(t, tester, sidecarURL, msg) // replay
-	post(t, tester, sidecarURL, insureSample(t, "wrong-key"))
-	post(t, tester, sidecarURL, insureSample(t, testKey, "<insureRequest>", "<evilRequest>", "</insureRequest>", "</evilRequest>"))
-	after := scrape(t)
+	postWith(t, gw.Client, sidecarURL, msg)
+	postWith(t, gw.Client, sidecarURL, msg) // replay
+	postWith(t, gw.Client, sidecarURL, insureSample(t, "wrong-key"))
+	postWith(t, gw.Client, sidecarURL, insureSample(t, testKey, "<insureRequest>", "<evilRequest>", "</insureRequest>", "</evilRequest>"))
+	after := gw.scrape(t)
 
 	for series, want := range map[string]float64{
 		`gongbao_requests_total{message="insureRequest",outcome="ok"}`:            1,
@@ -183,13 +184,18 @@ var seriesLine = regexp.MustCompile(`^(gongbao_[^ ]+) ([0-9.eE+-]+)$`)
 // scrape reads the gongbao series from the admin endpoint's /metrics.
 func scrape(t *testing.T) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://localhost:2999/metrics")
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	return parseSeries(resp.Body)
+}
+
+// parseSeries reads the gongbao series of a Prometheus text exposition.
+func parseSeries(exposition io.Reader) map[string]float64 {
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(exposition)
 	for sc.Scan() {
 		if m := seriesLine.FindStringSubmatch(sc.Text()); m != nil {
 			v, _ := strconv.ParseFloat(m[2], 64)
@@ -213,7 +219,7 @@ func TestLogsHoldNoKeysOrPersonalData(t *testing.T) {
 	fx := startCore(t)
 	cfg := strings.Replace(sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""), "\tpersist_config off\n",
 		fmt.Sprintf("\tpersist_config off\n\tlog {\n\t\toutput file %s\n\t\tformat json\n\t\tlevel DEBUG\n\t}\n", logFile), 1)
-	cfg = strings.Replace(cfg, "http://localhost:9080 {\n", "http://localhost:9080 {\n\tlog {\n\t\toutput file "+logFile+"\n\t}\n", 1)
+	cfg = strings.Replace(cfg, sidecarSite+" {\n", sidecarSite+" {\n\tlog {\n\t\toutput file "+logFile+"\n\t}\n", 1)
 	tester := startSidecar(t, cfg)
 
 	reply, _ := post(t, tester, sidecarURL, insureSample(t, testKey))
@@ -243,23 +249,22 @@ func TestLogsHoldNoKeysOrPersonalData(t *testing.T) {
 }
 
 // TestKeyRotation: with two verify keys, requests signed with either are
-// accepted and replies are signed with the sign key; a reload that drops
-// the old key rejects it.
+// accepted and replies are signed with the sign key; the next config,
+// which drops the old key, rejects it.
 func TestKeyRotation(t *testing.T) {
 	const oldKey = "old-key-from-2019"
 	t.Setenv("GONGBAO_OLD_KEY", oldKey)
 	fx := startCore(t)
-	both := strings.Replace(sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""),
-		"sign_key {env.GONGBAO_TEST_KEY}", "sign_key {env.GONGBAO_TEST_KEY}\n\t\tverify_key {env.GONGBAO_OLD_KEY} {env.GONGBAO_TEST_KEY}", 1)
-	tester := startSidecar(t, both)
+	both := startInProcess(t, fx, "verify_key {env.GONGBAO_OLD_KEY} {env.GONGBAO_TEST_KEY}")
 	for _, key := range []string{oldKey, testKey} {
-		reply, _ := post(t, tester, sidecarURL, insureSample(t, key)) // post verifies the reply with testKey
+		reply, _ := postWith(t, both.Client, sidecarURL, insureSample(t, key)) // post verifies the reply with testKey
 		assertAccepted(t, reply)
 	}
 
-	tester.InitServer(sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""), "caddyfile")
-	reply, _ := post(t, tester, sidecarURL, insureSample(t, oldKey))
+	// The next config drops the old key.
+	testOnly := startInProcess(t, fx, "")
+	reply, _ := postWith(t, testOnly.Client, sidecarURL, insureSample(t, oldKey))
 	assertRefused(t, reply, "验签失败")
-	reply, _ = post(t, tester, sidecarURL, insureSample(t, testKey))
+	reply, _ = postWith(t, testOnly.Client, sidecarURL, insureSample(t, testKey))
 	assertAccepted(t, reply)
 }

@@ -1,7 +1,9 @@
 package caddymodule_test
 
 // The forgery routes of SECURITY.md, each tried as an attacker would,
-// through real Caddy, real HTTP and the reference core.
+// against the reference core: through real Caddy and real HTTP where the
+// route involves Caddy's wiring (hosts, timeouts, the admin API), against
+// the handler in process otherwise.
 
 import (
 	"bytes"
@@ -16,27 +18,28 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2/caddytest"
-
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 )
 
 // guardedConfig is the test sidecar with the content_replay guard as
 // shipped (the other tests allow repeated samples).
 func guardedConfig(t *testing.T, fx *coreFixture) string {
-	return sidecarConfig(t, fx.srv.Listener.Addr().String(), "content_replay {\n\t\t\twindow 1h\n\t\t}", "")
+	return sidecarConfig(t, fx.srv.Listener.Addr().String(), guardedGlobal, "")
 }
+
+// guardedGlobal sets the content_replay guard as shipped.
+const guardedGlobal = "content_replay {\n\t\t\twindow 1h\n\t\t}"
 
 // rawPost posts body with method to url and returns the status, headers
 // and body of the answer, whatever they are.
-func rawPost(t *testing.T, tester *caddytest.Tester, method, url string, body []byte) (int, http.Header, []byte) {
+func rawPost(t *testing.T, client *http.Client, method, url string, body []byte) (int, http.Header, []byte) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/xml; charset=UTF-8")
-	resp, err := tester.Client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +54,7 @@ func rawPost(t *testing.T, tester *caddytest.Tester, method, url string, body []
 // forged claim, and the forged claim never reaches the core.
 func TestOracleAttackThroughRefusals(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, guardedConfig(t, fx))
+	gw := startInProcess(t, fx, guardedGlobal)
 	// P: what the attacker wants signed — a claim on someone else's policy.
 	parts := []string{samplePolicyNo, "攻击者", "13900000000", "伪造理赔"}
 	p := strings.Join(parts, "")
@@ -59,11 +62,11 @@ func TestOracleAttackThroughRefusals(t *testing.T) {
 
 	oracles := map[string]func() (*protocol.Envelope, []byte){
 		"path names another root": func() (*protocol.Envelope, []byte) {
-			return post(t, tester, sidecarURL+"/"+url.PathEscape(p)+"Request", claim)
+			return postWith(t, gw.Client, sidecarURL+"/"+url.PathEscape(p)+"Request", claim)
 		},
 		"unknown root": func() (*protocol.Envelope, []byte) {
 			body := strings.NewReplacer("<claimRequest>", "<Z"+"Request>", "</claimRequest>", "</Z"+"Request>").Replace(string(claim))
-			return post(t, tester, sidecarURL, []byte(body))
+			return postWith(t, gw.Client, sidecarURL, []byte(body))
 		},
 	}
 	for name, ask := range oracles {
@@ -83,7 +86,7 @@ func TestOracleAttackThroughRefusals(t *testing.T) {
 				"</sign></requestHead><requestBody><z>" + strings.TrimSuffix(v, p) + "</z><policyno>" + parts[0] +
 				"</policyno><claimName>" + parts[1] + "</claimName><claimPhone>" + parts[2] +
 				"</claimPhone><cliaimReason>" + parts[3] + "</cliaimReason></requestBody></claimRequest>"
-			refusal, _ := post(t, tester, sidecarURL, []byte(forged))
+			refusal, _ := postWith(t, gw.Client, sidecarURL, []byte(forged))
 			assertRefused(t, refusal, "验签失败")
 			if fx.callCount() != before {
 				t.Fatalf("the core was called %d times", fx.callCount()-before)
@@ -268,9 +271,9 @@ func TestRequestUUIDIsChecked(t *testing.T) {
 // TestOnlyPOSTIsAPlatformMessage: other methods get 405 and Allow: POST.
 func TestOnlyPOSTIsAPlatformMessage(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, guardedConfig(t, fx))
+	gw := startInProcess(t, fx, guardedGlobal)
 	for _, method := range []string{http.MethodGet, http.MethodPut, http.MethodDelete, http.MethodPatch, "PROPFIND"} {
-		status, hdr, body := rawPost(t, tester, method, sidecarURL, signed(t, sample(t, "claimRequest.xml"), testKey))
+		status, hdr, body := rawPost(t, gw.Client, method, sidecarURL, signed(t, sample(t, "claimRequest.xml"), testKey))
 		if status != http.StatusMethodNotAllowed || hdr.Get("Allow") != http.MethodPost {
 			t.Errorf("%s: status %d Allow %q, want 405 and POST (%s)", method, status, hdr.Get("Allow"), body)
 		}

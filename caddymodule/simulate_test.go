@@ -27,7 +27,7 @@ func eventCore(t *testing.T) *coreFixture {
 	t.Helper()
 	fx := &coreFixture{}
 	fx.srv = httptest.NewServer(http.HandlerFunc(fx.serve))
-	fx.core = core.New(core.Config{PublicURL: fx.srv.URL, EventsURL: "http://localhost:9081"})
+	fx.core = core.New(core.Config{PublicURL: fx.srv.URL, EventsURL: eventsSite})
 	t.Cleanup(func() { fx.srv.Close(); fx.core.Close() })
 	return fx
 }
