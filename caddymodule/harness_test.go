@@ -16,7 +16,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddytest"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // sidecarURL is where the test Caddy serves the platform endpoint.
@@ -33,7 +33,7 @@ type recordedCall struct {
 // coreFixture is the reference core behind a recorder, with an optional
 // override that replaces it to inject failures.
 type coreFixture struct {
-	core *core.Core
+	core *mockcore.Core
 	srv  *httptest.Server
 
 	mu       sync.Mutex
@@ -45,7 +45,7 @@ func startCore(t *testing.T) *coreFixture {
 	t.Helper()
 	f := &coreFixture{}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	f.core = core.New(core.Config{PublicURL: f.srv.URL})
+	f.core = mockcore.New(mockcore.Config{PublicURL: f.srv.URL})
 	t.Cleanup(func() {
 		f.srv.Close()
 		f.core.Close()

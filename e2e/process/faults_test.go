@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // Network-fault tests of issue 7 (item 3): Shopify's toxiproxy, used as a
@@ -134,7 +134,7 @@ func coreNetworkFaults(t *testing.T, store string) {
 		Site:    coreBehind(toxic.Addr()),
 	})
 	midBody := midAnswerCut(t, s, c)
-	proposalsBefore := c.Effects(core.OpProposals)
+	proposalsBefore := c.Effects(mockcore.OpProposals)
 
 	cases := []struct {
 		name   string
@@ -198,7 +198,7 @@ func coreNetworkFaults(t *testing.T, store string) {
 			}
 		})
 	}
-	if got := c.Effects(core.OpProposals) - proposalsBefore; got != len(cases) {
+	if got := c.Effects(mockcore.OpProposals) - proposalsBefore; got != len(cases) {
 		t.Errorf("the core made %d proposals for %d requests", got, len(cases))
 	}
 	t.Logf("faults injected so far: %d", faultsInjected.Load())

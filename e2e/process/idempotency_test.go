@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 
 	_ "modernc.org/sqlite" // the test holds the sidecar's SQLite file locked
 
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // Process-level acceptance tests of issue 4 (inbound idempotency): the
@@ -71,7 +71,7 @@ func TestKillBetweenCoreCallAndStore(t *testing.T) {
 	if got, _ := env.Text("proposalNo"); got != first.ProposalNo {
 		t.Errorf("reply proposalNo = %q, want %q (the proposal the core made before the kill)", got, first.ProposalNo)
 	}
-	if n := c.Effects(core.OpProposals); n != 1 {
+	if n := c.Effects(mockcore.OpProposals); n != 1 {
 		t.Errorf("the core made %d proposals, want 1", n)
 	}
 	calls := c.Calls(id)
@@ -119,7 +119,7 @@ func TestKillAfterReplyStored(t *testing.T) {
 	if n := len(c.Calls("")); n != 1 {
 		t.Errorf("core calls = %d, want 1", n)
 	}
-	if n := c.Effects(core.OpProposals); n != 1 {
+	if n := c.Effects(mockcore.OpProposals); n != 1 {
 		t.Errorf("the core made %d proposals, want 1", n)
 	}
 }
@@ -158,7 +158,7 @@ func TestSharedPostgresInstances(t *testing.T) {
 			}
 		}
 	}
-	if n := c.Effects(core.OpProposals); n != messages {
+	if n := c.Effects(mockcore.OpProposals); n != messages {
 		t.Errorf("the core made %d proposals, want %d", n, messages)
 	}
 }
@@ -277,7 +277,7 @@ func TestStoreDownFailsClosed(t *testing.T) {
 	if calls := c.Calls(id); len(calls) != 1 {
 		t.Errorf("core calls after the store came back = %d, want 1", len(calls))
 	}
-	if n := c.Effects(core.OpProposals); n != 2 {
+	if n := c.Effects(mockcore.OpProposals); n != 2 {
 		t.Errorf("the core made %d proposals, want 2", n)
 	}
 }
@@ -381,7 +381,7 @@ func TestStoreStalledFailsClosed(t *testing.T) {
 	s.SetReplyTimeout(replyTimeout)
 	env, _ = s.PostUntil(t, msg, settleBound, msgBusy, msgInProgress)
 	assertAccepted(t, env)
-	if n := c.Effects(core.OpProposals); n != 2 {
+	if n := c.Effects(mockcore.OpProposals); n != 2 {
 		t.Errorf("the core made %d proposals, want 2", n)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"context"
@@ -25,7 +25,7 @@ import (
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 	"github.com/caddy-gongbao/gongbao/caddymodule/simulator"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // Environment of the browser test.
@@ -74,7 +74,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			filepath.Join(t.TempDir(), "gongbao.db"), platform.srv.URL),
 		Site: consoleSite(t, coreSrv.Listener.Addr().String()),
 	})
-	setCore(core.New(core.Config{PublicURL: coreSrv.URL, EventsURL: fmt.Sprintf("http://127.0.0.1:%d", s.HTTPPort)}))
+	setCore(mockcore.New(mockcore.Config{PublicURL: coreSrv.URL, EventsURL: fmt.Sprintf("http://127.0.0.1:%d", s.HTTPPort)}))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -155,9 +155,9 @@ func consoleSite(t *testing.T, coreAddr string) string {
 // startLateCore serves the reference core on a test server whose core is
 // set later: the core needs the sidecar's address for its events, the
 // sidecar the core's address for its upstream.
-func startLateCore(t *testing.T) (*httptest.Server, func(*core.Core)) {
+func startLateCore(t *testing.T) (*httptest.Server, func(*mockcore.Core)) {
 	t.Helper()
-	var current atomic.Pointer[core.Core]
+	var current atomic.Pointer[mockcore.Core]
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := current.Load()
 		if c == nil {
@@ -172,7 +172,7 @@ func startLateCore(t *testing.T) (*httptest.Server, func(*core.Core)) {
 			c.Close()
 		}
 	})
-	return srv, func(c *core.Core) { current.Store(c) }
+	return srv, func(c *mockcore.Core) { current.Store(c) }
 }
 
 // Platform stand-in modes.

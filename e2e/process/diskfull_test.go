@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // Disk full and a read-only store on the embedded backend (issue 7, item
@@ -203,7 +203,7 @@ func storeFaultScenario(t *testing.T, dir, prefix string, readsMayFail bool, inj
 	if acted := actedCalls(c.Calls(id)); acted != 1 {
 		t.Errorf("the core acted %d times after the store recovered (calls %+v)", acted, c.Calls(id))
 	}
-	if n := c.Effects(core.OpProposals); n != 2 {
+	if n := c.Effects(mockcore.OpProposals); n != 2 {
 		t.Errorf("the core made %d proposals, want 2", n)
 	}
 	answers := map[int]eventAnswer{}

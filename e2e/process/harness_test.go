@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // testKey is the platform's published test key (DESIGN §1.2). The
@@ -598,7 +598,7 @@ type coreCall struct {
 // testCore is the reference core in the test process, behind a wrapper
 // that records every API call and can hold an answer back.
 type testCore struct {
-	Core *core.Core
+	Core *mockcore.Core
 	srv  *httptest.Server
 
 	mu    sync.Mutex
@@ -622,7 +622,7 @@ func startCore(t testing.TB) *testCore {
 	t.Helper()
 	c := &testCore{}
 	c.srv = httptest.NewServer(http.HandlerFunc(c.serve))
-	c.Core = core.New(core.Config{PublicURL: c.srv.URL})
+	c.Core = mockcore.New(mockcore.Config{PublicURL: c.srv.URL})
 	t.Cleanup(func() {
 		c.mu.Lock()
 		holds := c.all
@@ -719,7 +719,7 @@ func (c *testCore) Calls(key string) []coreCall {
 	return out
 }
 
-// Effects is how many times the core performed op (core.OpProposals, …).
+// Effects is how many times the core performed op (mockcore.OpProposals, …).
 func (c *testCore) Effects(op string) int { return c.Core.Stats().Effects[op] }
 
 // tcpProxy forwards TCP connections to a target (the store's server) and

@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"encoding/json"
@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // Process-level acceptance tests of issue 17 (crash recovery on the
@@ -107,7 +107,7 @@ func TestKillRightAfterReplies(t *testing.T) {
 			t.Errorf("request %s was answered but has %d journal entries, want 1", id, n)
 		}
 	}
-	if acted := c.Effects(core.OpProposals); acted > sent {
+	if acted := c.Effects(mockcore.OpProposals); acted > sent {
 		t.Errorf("the core made %d proposals for %d requests", acted, sent)
 	}
 	t.Logf("%d rounds: %d requests sent, %d replies read by the client, %d of them missing from the journal", rounds, sent, len(answered), missing)
@@ -233,7 +233,7 @@ func TestKillMidCallAndMidAttempt(t *testing.T) {
 			t.Errorf("the core acted %d times for %s (calls %+v)", actedCalls(calls), id, calls)
 		}
 	}
-	if n := c.Effects(core.OpProposals); n != requests {
+	if n := c.Effects(mockcore.OpProposals); n != requests {
 		t.Errorf("the core made %d proposals for %d requests", n, requests)
 	}
 

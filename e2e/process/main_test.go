@@ -1,17 +1,23 @@
-package main
+package process
 
 import (
 	"os"
 	"testing"
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+
+	// The modules cmd/caddy links: the test binary is the sidecar.
+	_ "github.com/caddy-gongbao/gongbao"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
 )
 
 // envRunCaddy makes the test binary behave as the sidecar itself: it links
-// exactly the modules main.go links (the standard ones and
+// exactly the modules cmd/caddy/main.go links (the standard ones and
 // github.com/caddy-gongbao/gongbao), so the tests can start it as a child
 // process, kill it with SIGKILL and start it again, as an operator's
-// process manager would.
+// process manager would. The test binary is built once, with -race when
+// the tests are, and every sidecar of every test runs it: there is no
+// separate build of Caddy, and the race detector watches the sidecars too.
 const envRunCaddy = "GONGBAO_TEST_RUN_CADDY"
 
 // TestMain runs Caddy's command line instead of the tests when the binary
