@@ -57,6 +57,7 @@ var timelineSteps = []string{
 // policy and sees all nine steps; a callback the platform refuses becomes
 // a dead letter, the operator presses Retry and sees it delivered.
 func TestConsoleInBrowser(t *testing.T) {
+	t.Parallel()
 	chromium := findChromium(t)
 	platform := startPlatformStandIn(t)
 	simListener, err := net.Listen("tcp", "127.0.0.1:0")
@@ -248,6 +249,8 @@ func postInvoiceEvent(t *testing.T, s *sidecar, policyNo string) int64 {
 func waitDeliveryState(t *testing.T, s *sidecar, id int64, state string, bound time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		status, body, err := s.Admin(http.MethodGet, fmt.Sprintf("/gongbao/deliveries/%d", id), nil)
 		var d struct{ State string }
@@ -257,7 +260,7 @@ func waitDeliveryState(t *testing.T, s *sidecar, id int64, state string, bound t
 		if time.Now().After(deadline) {
 			t.Fatalf("delivery %d not %s within %s (last: %d %s %v)", id, state, bound, status, body, err)
 		}
-		<-time.After(100 * time.Millisecond)
+		<-tick.C
 	}
 }
 
@@ -327,6 +330,8 @@ func (b *browser) waitStepNames(want []string, bound time.Duration) {
 func (b *browser) waitBadge(state string, bound time.Duration) {
 	b.t.Helper()
 	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		got, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS(`.heading .badge`)))
 		if err == nil && strings.TrimSpace(got) == state {
@@ -335,7 +340,7 @@ func (b *browser) waitBadge(state string, bound time.Duration) {
 		if time.Now().After(deadline) {
 			b.t.Fatalf("the callback is %q after %s, want %q (%v)", got, bound, state, err)
 		}
-		<-time.After(500 * time.Millisecond)
+		<-tick.C
 		b.do(chromedp.Reload())
 	}
 }

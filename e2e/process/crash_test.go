@@ -48,6 +48,7 @@ func journalHas(t *testing.T, s *sidecar, id string) int {
 // including replies read from the socket after the kill — has its journal
 // entry. Ten rounds on one SQLite file.
 func TestKillRightAfterReplies(t *testing.T) {
+	t.Parallel()
 	const rounds, senders, perRound = 10, 8, 25
 	c := startCore(t)
 	db := filepath.Join(t.TempDir(), "gongbao.db")
@@ -170,6 +171,7 @@ func (p *holdingPlatform) arrivals(id string) ([]time.Time, []string) {
 // callbacks are attempted again within seconds, never sooner than 10 s
 // after the interrupted attempt began, with the same body.
 func TestKillMidCallAndMidAttempt(t *testing.T) {
+	t.Parallel()
 	const requests, callbacks = 3, 2
 	c := startCore(t)
 	platform := startHoldingPlatform(t)
@@ -272,6 +274,7 @@ func TestKillMidCallAndMidAttempt(t *testing.T) {
 // running sidecar exits at once with an error naming the file and the
 // owning process; the first keeps serving.
 func TestSecondCaddyRunRefused(t *testing.T) {
+	t.Parallel()
 	c := startCore(t)
 	db := filepath.Join(t.TempDir(), "gongbao.db")
 	first := startSidecar(t, "first", sidecarConfig{Core: c.Addr(), Gongbao: "store sqlite " + db})

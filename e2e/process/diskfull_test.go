@@ -72,6 +72,7 @@ func fillFS(t *testing.T, dir string) string {
 // space returns, the platform's resend is accepted with exactly one core
 // call, the event is accepted and its callback delivered.
 func TestStoreDiskFull(t *testing.T) {
+	t.Parallel()
 	dir := smallFS(t, "16m")
 	storeFaultScenario(t, dir, "BD-FULL", false, func() (restore func()) {
 		filler := fillFS(t, dir)
@@ -97,6 +98,7 @@ func TestStoreDiskFull(t *testing.T) {
 // do the same; SECURITY.md says so. (A plain read-only remount is refused
 // while the sidecar holds the files open for writing.)
 func TestStoreReadOnly(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "store")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)

@@ -119,6 +119,7 @@ func midAnswerCut(t *testing.T, s *sidecar, c *testCore) int64 {
 // the platform's resend, once the network is healthy, ends in exactly one
 // proposal per request.
 func TestCoreNetworkFaults(t *testing.T) {
+	t.Parallel()
 	t.Run("sqlite", func(t *testing.T) { coreNetworkFaults(t, sqliteStore(filepath.Join(t.TempDir(), "gongbao.db"))) })
 	t.Run("postgres", func(t *testing.T) {
 		dsn := postgresDSN(t)
@@ -221,6 +222,7 @@ func actedCalls(calls []coreCall) int {
 // platform waits) leaves a completed record: the platform's resend is
 // answered from it, byte for byte, and the core is called once.
 func TestPlatformReplyCut(t *testing.T) {
+	t.Parallel()
 	c := startCore(t)
 	s := startSidecar(t, "sidecar", sidecarConfig{
 		Core:    c.Addr(),
@@ -294,6 +296,8 @@ func (s *sidecar) Delivery(t testing.TB, id int64) deliveryView {
 func (s *sidecar) WaitDelivery(t testing.TB, id int64, bound time.Duration, what string, cond func(deliveryView) bool) deliveryView {
 	t.Helper()
 	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		d := s.Delivery(t, id)
 		if cond(d) {
@@ -302,7 +306,7 @@ func (s *sidecar) WaitDelivery(t testing.TB, id int64, bound time.Duration, what
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: delivery %d is %+v after %s, want %s", s.name, id, d, bound, what)
 		}
-		time.Sleep(50 * time.Millisecond) // polling an external process
+		<-tick.C // polling an external process
 	}
 }
 
@@ -313,6 +317,7 @@ func (s *sidecar) WaitDelivery(t testing.TB, id int64, bound time.Duration, what
 // request cut) is retried with the same requestUUID and delivered once the
 // network heals, and the platform never sees a second requestUUID.
 func TestCallbackNetworkFaults(t *testing.T) {
+	t.Parallel()
 	t.Run("sqlite", func(t *testing.T) {
 		t.Parallel() // each waits mostly for the 10 s retry gap
 		callbackNetworkFaults(t, "store sqlite "+filepath.Join(t.TempDir(), "gongbao.db"))

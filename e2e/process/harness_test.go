@@ -302,6 +302,8 @@ func (s *sidecar) waitReady() error {
 	exited := s.exited
 	s.mu.Unlock()
 	deadline := time.Now().Add(readyTimeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		status, _, err := s.Admin(http.MethodGet, "/gongbao/requests?limit=1", nil)
 		if err == nil && status == http.StatusOK {
@@ -316,7 +318,7 @@ func (s *sidecar) waitReady() error {
 			err := s.waitErr
 			s.mu.Unlock()
 			return fmt.Errorf("exited before serving: %v", err)
-		case <-time.After(50 * time.Millisecond):
+		case <-tick.C:
 		}
 	}
 }
@@ -430,6 +432,8 @@ func (s *sidecar) PostUntilSettled(t testing.TB, msg []byte, bound time.Duration
 func (s *sidecar) PostUntil(t testing.TB, msg []byte, bound time.Duration, retryOn ...string) (*protocol.Envelope, []byte) {
 	t.Helper()
 	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		env, raw := s.Post(t, msg)
 		if !isRetryable(env, retryOn) {
@@ -438,7 +442,7 @@ func (s *sidecar) PostUntil(t testing.TB, msg []byte, bound time.Duration, retry
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: still %q after resending for %s", s.name, resultMessage(env), bound)
 		}
-		time.Sleep(200 * time.Millisecond) // the platform's resend interval, not a synchronisation
+		<-tick.C // the platform's resend interval, not a synchronisation
 	}
 }
 
@@ -524,6 +528,8 @@ func (s *sidecar) Record(t testing.TB, requestUUID string) (requestRecord, bool)
 func (s *sidecar) WaitState(t testing.TB, requestUUID, state string, bound time.Duration) requestRecord {
 	t.Helper()
 	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		rec, ok := s.Record(t, requestUUID)
 		if ok && rec.State == state {
@@ -532,7 +538,7 @@ func (s *sidecar) WaitState(t testing.TB, requestUUID, state string, bound time.
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: request %s is %+v (exists: %v) after %s, want state %s", s.name, requestUUID, rec, ok, bound, state)
 		}
-		time.Sleep(20 * time.Millisecond) // polling an external process
+		<-tick.C // polling an external process
 	}
 }
 

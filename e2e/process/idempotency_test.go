@@ -38,6 +38,7 @@ func sqliteStore(path string) string {
 // answered with the proposal the core made the first time: the second
 // core call carries the same Idempotency-Key and the core replays it.
 func TestKillBetweenCoreCallAndStore(t *testing.T) {
+	t.Parallel()
 	c := startCore(t)
 	db := filepath.Join(t.TempDir(), "gongbao.db")
 	s := startSidecar(t, "sidecar", sidecarConfig{Core: c.Addr(), Gongbao: sqliteStore(db)})
@@ -100,6 +101,7 @@ func TestKillBetweenCoreCallAndStore(t *testing.T) {
 // the platform read it. The platform's resend after the restart gets the
 // stored reply byte for byte; the core is called once in all.
 func TestKillAfterReplyStored(t *testing.T) {
+	t.Parallel()
 	c := startCore(t)
 	db := filepath.Join(t.TempDir(), "gongbao.db")
 	s := startSidecar(t, "sidecar", sidecarConfig{Core: c.Addr(), Gongbao: sqliteStore(db)})
@@ -130,6 +132,7 @@ func TestKillAfterReplyStored(t *testing.T) {
 // answer to the first: the core is called once per message and every copy
 // gets the same signed accepting reply, byte for byte.
 func TestSharedPostgresInstances(t *testing.T) {
+	t.Parallel()
 	dsn := postgresDSN(t)
 	schema := freshSchema(t, dsn)
 	c := startCore(t)
@@ -239,6 +242,7 @@ func sendConcurrently(t *testing.T, c *testCore, sidecars []*sidecar, msg []byte
 // stopped server) works as root without disturbing other users of the
 // shared server.
 func TestStoreDownFailsClosed(t *testing.T) {
+	t.Parallel()
 	dsn := postgresDSN(t)
 	proxy := startProxy(t, postgresHost(t, dsn))
 	schema := freshSchema(t, dsn)
@@ -294,6 +298,7 @@ func TestStoreDownFailsClosed(t *testing.T) {
 // while holding it; the claim's own deadline (3 s per store call) keeps
 // the reply prompt. Before that deadline existed, 20–38 s were seen.
 func TestStoreLockedFailsClosed(t *testing.T) {
+	t.Parallel()
 	c := startCore(t)
 	path := filepath.Join(t.TempDir(), "gongbao.db")
 	s := startSidecar(t, "sidecar", sidecarConfig{Core: c.Addr(), Gongbao: sqliteStore(path)})
@@ -353,6 +358,7 @@ func TestStoreLockedFailsClosed(t *testing.T) {
 // which has no deadline, so the sidecar answered nothing until the
 // platform hung up. Each store call on the request path is now bounded.
 func TestStoreStalledFailsClosed(t *testing.T) {
+	t.Parallel()
 	dsn := postgresDSN(t)
 	proxy := startProxy(t, postgresHost(t, dsn))
 	schema := freshSchema(t, dsn)

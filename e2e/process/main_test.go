@@ -20,6 +20,11 @@ import (
 // separate build of Caddy, and the race detector watches the sidecars too.
 const envRunCaddy = "GONGBAO_TEST_RUN_CADDY"
 
+// Every test calls t.Parallel: each has its own sidecars on ports chosen
+// at run time (freePort), its own core, folders and PostgreSQL schema, and
+// most of a test's time is spent waiting (for a restart, for a callback's
+// 10 s retry gap), so tests overlap well even on two CPUs.
+
 // TestMain runs Caddy's command line instead of the tests when the binary
 // was started as a sidecar. Testing flags are not parsed yet at this
 // point, so os.Args reaches Caddy untouched.

@@ -272,6 +272,7 @@ func scaleSidecarConfig(core, dsn, schema, name, platform string) sidecarConfig 
 //     is answered 处理中 until its lease expires, then resolved with the
 //     same Idempotency-Key at the core, which acts once.
 func TestScaleOutTwoInstancesPostgres(t *testing.T) {
+	t.Parallel()
 	dsn := postgresDSN(t)
 	schema := freshSchema(t, dsn)
 	plat := startScalePlatform(t, 1500*time.Millisecond)
@@ -508,6 +509,7 @@ func reloadConfig(t *testing.T, s *sidecar) {
 // graceful stop (SIGTERM) waits for it: one POST, recorded as accepted,
 // nothing left to send again.
 func TestStopAndReloadSlowPlatform(t *testing.T) {
+	t.Parallel()
 	const slow = 11 * time.Second
 	dsn := postgresDSN(t)
 	schema := freshSchema(t, dsn)
