@@ -105,6 +105,7 @@ type sidecar struct {
 
 	client *http.Client
 	starts int
+	served bool // it has served once: its ports are its own
 	cfg    sidecarConfig
 
 	mu      sync.Mutex
@@ -201,17 +202,26 @@ func startSidecars(t testing.TB, cfgs ...sidecarConfig) []*sidecar {
 		}
 	}
 	for _, s := range out {
-		if err := s.waitReady(); err != nil {
+		err := s.waitReady()
+		if err == nil {
+			s.served = true
+			continue
+		}
+		s.Kill()
+		if !s.portTaken() {
 			t.Fatalf("%s: %v (its log follows)", s.name, err)
 		}
+		s.takeNewPorts()
+		s.Start()
 	}
 	return out
 }
 
 // Start starts the process (again) and waits until it serves. A free
-// port picked for the first start can be taken by another test process
-// before the sidecar binds it; then the sidecar gets new ports and tries
-// again.
+// port picked before the sidecar first served can be taken by another
+// process (the tests run in parallel, beside other test binaries) before
+// the sidecar binds it; then the sidecar gets new ports and tries again.
+// Once it has served, it keeps its ports: a restart is the same sidecar.
 func (s *sidecar) Start() {
 	s.t.Helper()
 	for attempt := 1; ; attempt++ {
@@ -220,16 +230,22 @@ func (s *sidecar) Start() {
 		}
 		err := s.waitReady()
 		if err == nil {
+			s.served = true
 			return
 		}
 		s.Kill()
-		if attempt < 3 && s.starts == attempt && s.portTaken() {
-			s.HTTPPort, s.AdminPort = freePort(s.t), freePort(s.t)
-			s.writeCaddyfile()
+		if attempt < 3 && !s.served && s.portTaken() {
+			s.takeNewPorts()
 			continue
 		}
 		s.t.Fatalf("%s: %v (its log follows)", s.name, err)
 	}
+}
+
+// takeNewPorts gives a sidecar that never served new ports.
+func (s *sidecar) takeNewPorts() {
+	s.HTTPPort, s.AdminPort = freePort(s.t), freePort(s.t)
+	s.writeCaddyfile()
 }
 
 // portTaken tells whether the last start failed on a port in use.
