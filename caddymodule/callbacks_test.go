@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // eventsURL is the test Caddy's core-facing events intake.
@@ -142,7 +142,7 @@ func TestCallbackLifecycle(t *testing.T) {
 	platform := startPlatform(t)
 	fx := &coreFixture{}
 	fx.srv = httptest.NewServer(http.HandlerFunc(fx.serve))
-	fx.core = core.New(core.Config{PublicURL: fx.srv.URL, EventsURL: eventsSite})
+	fx.core = mockcore.New(mockcore.Config{PublicURL: fx.srv.URL, EventsURL: eventsSite})
 	t.Cleanup(func() { fx.srv.Close(); fx.core.Close() })
 	tester := startSidecar(t, callbackConfig(t, fx.srv.Listener.Addr().String(), platform.srv.URL))
 

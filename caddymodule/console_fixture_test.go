@@ -23,7 +23,7 @@ import (
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 	"github.com/caddy-gongbao/gongbao/caddymodule/simulator"
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // consoleKey is the platform's published test key (DESIGN §1.2).
@@ -39,7 +39,7 @@ type consoleFixture struct {
 	console *Console
 	logs    *observer.ObservedLogs
 	sidecar *httptest.Server // /gongbao → handler → core; /events/ → intake
-	core    *core.Core
+	core    *mockcore.Core
 }
 
 // newConsoleFixture provisions the app with callbacks going to
@@ -70,7 +70,7 @@ func newConsoleFixture(t *testing.T, callbackBase string, deadline time.Duration
 	}
 	f := &consoleFixture{t: t, app: app}
 	f.sidecar = httptest.NewServer(http.HandlerFunc(f.serveSidecar))
-	f.core = core.New(core.Config{PublicURL: f.sidecar.URL + "/core", EventsURL: f.sidecar.URL})
+	f.core = mockcore.New(mockcore.Config{PublicURL: f.sidecar.URL + "/core", EventsURL: f.sidecar.URL})
 	t.Cleanup(func() {
 		f.core.Close()
 		f.sidecar.Close()

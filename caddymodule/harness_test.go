@@ -18,7 +18,7 @@ import (
 
 	"github.com/caddy-gongbao/gongbao/caddymodule"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // The test Caddy's addresses, on ports free when the test binary starts
@@ -76,7 +76,7 @@ type recordedCall struct {
 // coreFixture is the reference core behind a recorder, with an optional
 // override that replaces it to inject failures.
 type coreFixture struct {
-	core *core.Core
+	core *mockcore.Core
 	srv  *httptest.Server
 
 	mu       sync.Mutex
@@ -88,7 +88,7 @@ func startCore(t *testing.T) *coreFixture {
 	t.Helper()
 	f := &coreFixture{}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
-	f.core = core.New(core.Config{PublicURL: f.srv.URL})
+	f.core = mockcore.New(mockcore.Config{PublicURL: f.srv.URL})
 	t.Cleanup(func() {
 		f.srv.Close()
 		f.core.Close()

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // postRaw sends a message and returns the reply bytes unparsed.
@@ -108,7 +108,7 @@ func TestUnavailableCoreReleases(t *testing.T) {
 	fx.setOverride(nil)
 	reply, _ = postWith(t, gw.Client, sidecarURL, msg)
 	assertAccepted(t, reply)
-	if n := fx.core.Stats().Effects[core.OpProposals]; n != 1 {
+	if n := fx.core.Stats().Effects[mockcore.OpProposals]; n != 1 {
 		t.Errorf("proposals created = %d, want 1", n)
 	}
 }
@@ -174,8 +174,8 @@ func TestLostAnswerRetry(t *testing.T) {
 			reply, _ = post(t, tester, sidecarURL, msg)
 			assertAccepted(t, reply)
 			stats := fx.core.Stats()
-			if stats.Effects[core.OpProposals] != 1 || stats.Calls[core.OpProposals] != 2 {
-				t.Errorf("core calls=%d effects=%d, want 2 calls and 1 effect", stats.Calls[core.OpProposals], stats.Effects[core.OpProposals])
+			if stats.Effects[mockcore.OpProposals] != 1 || stats.Calls[mockcore.OpProposals] != 2 {
+				t.Errorf("core calls=%d effects=%d, want 2 calls and 1 effect", stats.Calls[mockcore.OpProposals], stats.Effects[mockcore.OpProposals])
 			}
 			if rec := adminRecord(t, uuid); rec.State != "completed" {
 				t.Errorf("record state after the resend = %q, want completed", rec.State)
@@ -199,7 +199,7 @@ func TestLostAnswerHold(t *testing.T) {
 	fx.setOverride(nil)
 	reply, _ := post(t, tester, sidecarURL, msg)
 	assertRefused(t, reply, "处理中")
-	if n := fx.core.Stats().Calls[core.OpProposals]; n != 1 {
+	if n := fx.core.Stats().Calls[mockcore.OpProposals]; n != 1 {
 		t.Errorf("core calls = %d, want 1 (hold must not call the core)", n)
 	}
 

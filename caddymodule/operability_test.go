@@ -13,7 +13,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // TestJournal: an exchange is found by requestUUID, proposal number and
@@ -24,7 +24,7 @@ func TestJournal(t *testing.T) {
 	platform := startPlatform(t)
 	fx := &coreFixture{}
 	fx.srv = httptest.NewServer(http.HandlerFunc(fx.serve))
-	fx.core = core.New(core.Config{PublicURL: fx.srv.URL, EventsURL: eventsSite})
+	fx.core = mockcore.New(mockcore.Config{PublicURL: fx.srv.URL, EventsURL: eventsSite})
 	t.Cleanup(func() { fx.srv.Close(); fx.core.Close() })
 	tester := startSidecar(t, callbackConfig(t, fx.srv.Listener.Addr().String(), platform.srv.URL))
 	insure := insureSample(t, testKey)

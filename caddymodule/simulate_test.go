@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // simulatePersonalData is personal data in the simulator's messages that
@@ -27,7 +27,7 @@ func eventCore(t *testing.T) *coreFixture {
 	t.Helper()
 	fx := &coreFixture{}
 	fx.srv = httptest.NewServer(http.HandlerFunc(fx.serve))
-	fx.core = core.New(core.Config{PublicURL: fx.srv.URL, EventsURL: eventsSite})
+	fx.core = mockcore.New(mockcore.Config{PublicURL: fx.srv.URL, EventsURL: eventsSite})
 	t.Cleanup(func() { fx.srv.Close(); fx.core.Close() })
 	return fx
 }
@@ -97,7 +97,7 @@ func TestSimulateLifecycle(t *testing.T) {
 		}
 	}
 	effects := fx.core.Stats().Effects
-	for _, op := range []string{core.OpProposals, core.OpPayments, core.OpEndorsements, core.OpClaims, core.OpInvoices, core.OpSurrenders} {
+	for _, op := range []string{mockcore.OpProposals, mockcore.OpPayments, mockcore.OpEndorsements, mockcore.OpClaims, mockcore.OpInvoices, mockcore.OpSurrenders} {
 		if effects[op] != 1 {
 			t.Errorf("core effects[%s] = %d, want 1", op, effects[op])
 		}

@@ -28,7 +28,7 @@ import (
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 const (
@@ -166,9 +166,9 @@ func TestShippedMappingTable(t *testing.T) {
 		"invoiceRequest": {"invoiceResponse", http.MethodPost, "/v1/invoices"},
 	}
 	outbound := map[string][2]string{ // event → callback root, platform reply root
-		core.EventPolicyPaid:       {"queryPolicyRequest", "queryPolicyResponse"},
-		core.EventInvoiceIssued:    {"queryInvoiceRequest", "queryInvoiceResponse"},
-		core.EventSurrenderSettled: {"querySurrendRequest", "querySurrendResponse"},
+		mockcore.EventPolicyPaid:       {"queryPolicyRequest", "queryPolicyResponse"},
+		mockcore.EventInvoiceIssued:    {"queryInvoiceRequest", "queryInvoiceResponse"},
+		mockcore.EventSurrenderSettled: {"querySurrendRequest", "querySurrendResponse"},
 	}
 	if len(set.Inbound) != len(inbound) || len(set.Outbound) != len(outbound) {
 		t.Errorf("shipped %d inbound and %d outbound mappings, want %d and %d",
@@ -489,11 +489,11 @@ func TestShippedCallbackErrors(t *testing.T) {
 		vars  mapping.Vars
 		want  string
 	}{
-		{"no policyNo", core.EventPolicyPaid, edit(t, paid, `"policyNo":"BD20190401000002",`, ""), fixedVars, "policyNo"},
-		{"paidAt not RFC3339", core.EventPolicyPaid, edit(t, paid, "2019-04-01T10:05:30+08:00", "2019-04-01 10:05:30"), fixedVars, "paidAt"},
-		{"no insurance code configured", core.EventPolicyPaid, paid, mapping.Vars{"now": "2019-04-01 10:00:00"}, ""},
-		{"refunded missing", core.EventSurrenderSettled, []byte(`{"eventId":"e","policyNo":"BD1","message":"已退款至原账户"}`), fixedVars, "refunded"},
-		{"message over varchar(50)", core.EventSurrenderSettled,
+		{"no policyNo", mockcore.EventPolicyPaid, edit(t, paid, `"policyNo":"BD20190401000002",`, ""), fixedVars, "policyNo"},
+		{"paidAt not RFC3339", mockcore.EventPolicyPaid, edit(t, paid, "2019-04-01T10:05:30+08:00", "2019-04-01 10:05:30"), fixedVars, "paidAt"},
+		{"no insurance code configured", mockcore.EventPolicyPaid, paid, mapping.Vars{"now": "2019-04-01 10:00:00"}, ""},
+		{"refunded missing", mockcore.EventSurrenderSettled, []byte(`{"eventId":"e","policyNo":"BD1","message":"已退款至原账户"}`), fixedVars, "refunded"},
+		{"message over varchar(50)", mockcore.EventSurrenderSettled,
 			[]byte(`{"eventId":"e","policyNo":"BD1","refunded":false,"message":"` + strings.Repeat("退", 51) + `"}`), fixedVars, "message"},
 	}
 	for _, tc := range cases {
@@ -535,10 +535,10 @@ func TestShippedMappingsAgainstMockcore(t *testing.T) {
 	}))
 	defer receiver.Close()
 	srv := httptest.NewUnstartedServer(nil)
-	c := core.New(core.Config{
+	c := mockcore.New(mockcore.Config{
 		PublicURL: "http://" + srv.Listener.Addr().String(),
 		EventsURL: receiver.URL,
-		Clock:     fixedClock{time.Date(2019, 4, 1, 10, 0, 0, 0, core.CST)},
+		Clock:     fixedClock{time.Date(2019, 4, 1, 10, 0, 0, 0, mockcore.CST)},
 	})
 	defer c.Close()
 	srv.Config.Handler = c.Handler()
@@ -614,7 +614,7 @@ func TestShippedMappingsAgainstMockcore(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	paid := callback(core.EventPolicyPaid)
+	paid := callback(mockcore.EventPolicyPaid)
 	expect(paid, map[string]string{"policyNo": "BD20190401000002", "proposalNo": "TB20190401000001",
 		"payType": "3", "payTime": "2019-04-01 10:00:00", "insuranceCode": "GBTEST01"})
 
@@ -626,17 +626,17 @@ func TestShippedMappingsAgainstMockcore(t *testing.T) {
 	expect(send("claimRequest.xml", "", http.StatusOK), map[string]string{"resultFlag": "true", "resultMessage": "受理申请"})
 
 	expect(send("invoiceRequest.xml", "", http.StatusOK), map[string]string{"resultFlag": "true"})
-	expect(callback(core.EventInvoiceIssued), map[string]string{"policyNo": "BD20190401000002",
+	expect(callback(mockcore.EventInvoiceIssued), map[string]string{"policyNo": "BD20190401000002",
 		"downLoadUrl": "", "expressName": "顺丰速运", "insuranceCode": "GBTEST01"})
 	send("invoiceRequest.electronic.xml", "", http.StatusOK)
-	invoice := callback(core.EventInvoiceIssued)
+	invoice := callback(mockcore.EventInvoiceIssued)
 	if u, _ := invoice.Text("downLoadUrl"); !strings.HasSuffix(u, ".pdf") {
 		t.Errorf("electronic invoice downLoadUrl %q", u)
 	}
 	expect(invoice, map[string]string{"expressName": "", "expressNo": ""})
 
 	expect(send("surrendRequest.xml", "", http.StatusOK), map[string]string{"resultFlag": "true", "resultMessage": "退保成功"})
-	expect(callback(core.EventSurrenderSettled), map[string]string{"policyNo": "BD20190401000002",
+	expect(callback(mockcore.EventSurrenderSettled), map[string]string{"policyNo": "BD20190401000002",
 		"resultFlag": "true", "resultMessage": "已退款至原账户"})
 
 	// Resending a request (same requestUUID as Idempotency-Key) has no second effect.
@@ -649,8 +649,8 @@ func TestShippedMappingsAgainstMockcore(t *testing.T) {
 	}
 
 	st := c.Stats()
-	want := map[string]int{core.OpProposals: 1, core.OpPayments: 1, core.OpEndorsements: 1,
-		core.OpClaims: 1, core.OpInvoices: 2, core.OpSurrenders: 1}
+	want := map[string]int{mockcore.OpProposals: 1, mockcore.OpPayments: 1, mockcore.OpEndorsements: 1,
+		mockcore.OpClaims: 1, mockcore.OpInvoices: 2, mockcore.OpSurrenders: 1}
 	for op, n := range want {
 		if st.Effects[op] != n {
 			t.Errorf("effects[%s] = %d, want %d (calls %v)", op, st.Effects[op], n, st.Calls)

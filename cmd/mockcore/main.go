@@ -1,4 +1,4 @@
-// Command mockcore runs the reference insurer core system (package core)
+// Command mockcore runs the reference insurer core system (package internal/mockcore)
 // as a standalone HTTP server, for demos and end-to-end tests of the
 // gongbao sidecar.
 //
@@ -23,7 +23,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 func main() {
@@ -47,7 +47,7 @@ func run(args []string) error {
 	}
 
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	c := core.New(core.Config{
+	c := mockcore.New(mockcore.Config{
 		PublicURL:    *publicURL,
 		EventsURL:    *events,
 		InsurerPhone: *phone,

@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"encoding/json"
@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // Process-level acceptance tests of issue 17 (crash recovery on the
@@ -48,6 +48,7 @@ func journalHas(t *testing.T, s *sidecar, id string) int {
 // including replies read from the socket after the kill — has its journal
 // entry. Ten rounds on one SQLite file.
 func TestKillRightAfterReplies(t *testing.T) {
+	t.Parallel()
 	const rounds, senders, perRound = 10, 8, 25
 	c := startCore(t)
 	db := filepath.Join(t.TempDir(), "gongbao.db")
@@ -107,7 +108,7 @@ func TestKillRightAfterReplies(t *testing.T) {
 			t.Errorf("request %s was answered but has %d journal entries, want 1", id, n)
 		}
 	}
-	if acted := c.Effects(core.OpProposals); acted > sent {
+	if acted := c.Effects(mockcore.OpProposals); acted > sent {
 		t.Errorf("the core made %d proposals for %d requests", acted, sent)
 	}
 	t.Logf("%d rounds: %d requests sent, %d replies read by the client, %d of them missing from the journal", rounds, sent, len(answered), missing)
@@ -170,6 +171,7 @@ func (p *holdingPlatform) arrivals(id string) ([]time.Time, []string) {
 // callbacks are attempted again within seconds, never sooner than 10 s
 // after the interrupted attempt began, with the same body.
 func TestKillMidCallAndMidAttempt(t *testing.T) {
+	t.Parallel()
 	const requests, callbacks = 3, 2
 	c := startCore(t)
 	platform := startHoldingPlatform(t)
@@ -233,7 +235,7 @@ func TestKillMidCallAndMidAttempt(t *testing.T) {
 			t.Errorf("the core acted %d times for %s (calls %+v)", actedCalls(calls), id, calls)
 		}
 	}
-	if n := c.Effects(core.OpProposals); n != requests {
+	if n := c.Effects(mockcore.OpProposals); n != requests {
 		t.Errorf("the core made %d proposals for %d requests", n, requests)
 	}
 
@@ -272,6 +274,7 @@ func TestKillMidCallAndMidAttempt(t *testing.T) {
 // running sidecar exits at once with an error naming the file and the
 // owning process; the first keeps serving.
 func TestSecondCaddyRunRefused(t *testing.T) {
+	t.Parallel()
 	c := startCore(t)
 	db := filepath.Join(t.TempDir(), "gongbao.db")
 	first := startSidecar(t, "first", sidecarConfig{Core: c.Addr(), Gongbao: "store sqlite " + db})

@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 
 	_ "modernc.org/sqlite" // the test holds the sidecar's SQLite file locked
 
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // Process-level acceptance tests of issue 4 (inbound idempotency): the
@@ -38,6 +38,7 @@ func sqliteStore(path string) string {
 // answered with the proposal the core made the first time: the second
 // core call carries the same Idempotency-Key and the core replays it.
 func TestKillBetweenCoreCallAndStore(t *testing.T) {
+	t.Parallel()
 	c := startCore(t)
 	db := filepath.Join(t.TempDir(), "gongbao.db")
 	s := startSidecar(t, "sidecar", sidecarConfig{Core: c.Addr(), Gongbao: sqliteStore(db)})
@@ -71,7 +72,7 @@ func TestKillBetweenCoreCallAndStore(t *testing.T) {
 	if got, _ := env.Text("proposalNo"); got != first.ProposalNo {
 		t.Errorf("reply proposalNo = %q, want %q (the proposal the core made before the kill)", got, first.ProposalNo)
 	}
-	if n := c.Effects(core.OpProposals); n != 1 {
+	if n := c.Effects(mockcore.OpProposals); n != 1 {
 		t.Errorf("the core made %d proposals, want 1", n)
 	}
 	calls := c.Calls(id)
@@ -100,6 +101,7 @@ func TestKillBetweenCoreCallAndStore(t *testing.T) {
 // the platform read it. The platform's resend after the restart gets the
 // stored reply byte for byte; the core is called once in all.
 func TestKillAfterReplyStored(t *testing.T) {
+	t.Parallel()
 	c := startCore(t)
 	db := filepath.Join(t.TempDir(), "gongbao.db")
 	s := startSidecar(t, "sidecar", sidecarConfig{Core: c.Addr(), Gongbao: sqliteStore(db)})
@@ -119,7 +121,7 @@ func TestKillAfterReplyStored(t *testing.T) {
 	if n := len(c.Calls("")); n != 1 {
 		t.Errorf("core calls = %d, want 1", n)
 	}
-	if n := c.Effects(core.OpProposals); n != 1 {
+	if n := c.Effects(mockcore.OpProposals); n != 1 {
 		t.Errorf("the core made %d proposals, want 1", n)
 	}
 }
@@ -130,6 +132,7 @@ func TestKillAfterReplyStored(t *testing.T) {
 // answer to the first: the core is called once per message and every copy
 // gets the same signed accepting reply, byte for byte.
 func TestSharedPostgresInstances(t *testing.T) {
+	t.Parallel()
 	dsn := postgresDSN(t)
 	schema := freshSchema(t, dsn)
 	c := startCore(t)
@@ -158,7 +161,7 @@ func TestSharedPostgresInstances(t *testing.T) {
 			}
 		}
 	}
-	if n := c.Effects(core.OpProposals); n != messages {
+	if n := c.Effects(mockcore.OpProposals); n != messages {
 		t.Errorf("the core made %d proposals, want %d", n, messages)
 	}
 }
@@ -239,6 +242,7 @@ func sendConcurrently(t *testing.T, c *testCore, sidecars []*sidecar, msg []byte
 // stopped server) works as root without disturbing other users of the
 // shared server.
 func TestStoreDownFailsClosed(t *testing.T) {
+	t.Parallel()
 	dsn := postgresDSN(t)
 	proxy := startProxy(t, postgresHost(t, dsn))
 	schema := freshSchema(t, dsn)
@@ -277,7 +281,7 @@ func TestStoreDownFailsClosed(t *testing.T) {
 	if calls := c.Calls(id); len(calls) != 1 {
 		t.Errorf("core calls after the store came back = %d, want 1", len(calls))
 	}
-	if n := c.Effects(core.OpProposals); n != 2 {
+	if n := c.Effects(mockcore.OpProposals); n != 2 {
 		t.Errorf("the core made %d proposals, want 2", n)
 	}
 }
@@ -294,6 +298,7 @@ func TestStoreDownFailsClosed(t *testing.T) {
 // while holding it; the claim's own deadline (3 s per store call) keeps
 // the reply prompt. Before that deadline existed, 20–38 s were seen.
 func TestStoreLockedFailsClosed(t *testing.T) {
+	t.Parallel()
 	c := startCore(t)
 	path := filepath.Join(t.TempDir(), "gongbao.db")
 	s := startSidecar(t, "sidecar", sidecarConfig{Core: c.Addr(), Gongbao: sqliteStore(path)})
@@ -353,6 +358,7 @@ func TestStoreLockedFailsClosed(t *testing.T) {
 // which has no deadline, so the sidecar answered nothing until the
 // platform hung up. Each store call on the request path is now bounded.
 func TestStoreStalledFailsClosed(t *testing.T) {
+	t.Parallel()
 	dsn := postgresDSN(t)
 	proxy := startProxy(t, postgresHost(t, dsn))
 	schema := freshSchema(t, dsn)
@@ -381,7 +387,7 @@ func TestStoreStalledFailsClosed(t *testing.T) {
 	s.SetReplyTimeout(replyTimeout)
 	env, _ = s.PostUntil(t, msg, settleBound, msgBusy, msgInProgress)
 	assertAccepted(t, env)
-	if n := c.Effects(core.OpProposals); n != 2 {
+	if n := c.Effects(mockcore.OpProposals); n != 2 {
 		t.Errorf("the core made %d proposals, want 2", n)
 	}
 }

@@ -78,7 +78,7 @@ func TestUUIDsAreFreshAndWellFormed(t *testing.T) {
 // message keeps its signature valid (the head is not signed), and the
 // pool's messages differ from each other.
 func TestPoolMessagesStaySigned(t *testing.T) {
-	p, err := newMessagePool(filepath.Join("..", ".."), 3, signKey)
+	p, err := newMessagePool(filepath.Join("..", "..", ".."), 3, signKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +269,7 @@ func TestCommandLineRepeatsTheRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := commandLine(o)
-	again, err := parseOptions(strings.Fields(cmd)[3:], io.Discard)
+	again, err := parseOptions(strings.Fields(cmd)[6:], io.Discard)
 	if err != nil {
 		t.Fatalf("%s: %v", cmd, err)
 	}

@@ -1,4 +1,4 @@
-package core
+package mockcore
 
 import (
 	"encoding/json"

@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // Network-fault tests of issue 7 (item 3): Shopify's toxiproxy, used as a
@@ -119,6 +119,7 @@ func midAnswerCut(t *testing.T, s *sidecar, c *testCore) int64 {
 // the platform's resend, once the network is healthy, ends in exactly one
 // proposal per request.
 func TestCoreNetworkFaults(t *testing.T) {
+	t.Parallel()
 	t.Run("sqlite", func(t *testing.T) { coreNetworkFaults(t, sqliteStore(filepath.Join(t.TempDir(), "gongbao.db"))) })
 	t.Run("postgres", func(t *testing.T) {
 		dsn := postgresDSN(t)
@@ -134,7 +135,7 @@ func coreNetworkFaults(t *testing.T, store string) {
 		Site:    coreBehind(toxic.Addr()),
 	})
 	midBody := midAnswerCut(t, s, c)
-	proposalsBefore := c.Effects(core.OpProposals)
+	proposalsBefore := c.Effects(mockcore.OpProposals)
 
 	cases := []struct {
 		name   string
@@ -198,7 +199,7 @@ func coreNetworkFaults(t *testing.T, store string) {
 			}
 		})
 	}
-	if got := c.Effects(core.OpProposals) - proposalsBefore; got != len(cases) {
+	if got := c.Effects(mockcore.OpProposals) - proposalsBefore; got != len(cases) {
 		t.Errorf("the core made %d proposals for %d requests", got, len(cases))
 	}
 	t.Logf("faults injected so far: %d", faultsInjected.Load())
@@ -221,6 +222,7 @@ func actedCalls(calls []coreCall) int {
 // platform waits) leaves a completed record: the platform's resend is
 // answered from it, byte for byte, and the core is called once.
 func TestPlatformReplyCut(t *testing.T) {
+	t.Parallel()
 	c := startCore(t)
 	s := startSidecar(t, "sidecar", sidecarConfig{
 		Core:    c.Addr(),
@@ -294,6 +296,8 @@ func (s *sidecar) Delivery(t testing.TB, id int64) deliveryView {
 func (s *sidecar) WaitDelivery(t testing.TB, id int64, bound time.Duration, what string, cond func(deliveryView) bool) deliveryView {
 	t.Helper()
 	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		d := s.Delivery(t, id)
 		if cond(d) {
@@ -302,7 +306,7 @@ func (s *sidecar) WaitDelivery(t testing.TB, id int64, bound time.Duration, what
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: delivery %d is %+v after %s, want %s", s.name, id, d, bound, what)
 		}
-		time.Sleep(50 * time.Millisecond) // polling an external process
+		<-tick.C // polling an external process
 	}
 }
 
@@ -313,6 +317,7 @@ func (s *sidecar) WaitDelivery(t testing.TB, id int64, bound time.Duration, what
 // request cut) is retried with the same requestUUID and delivered once the
 // network heals, and the platform never sees a second requestUUID.
 func TestCallbackNetworkFaults(t *testing.T) {
+	t.Parallel()
 	t.Run("sqlite", func(t *testing.T) {
 		t.Parallel() // each waits mostly for the 10 s retry gap
 		callbackNetworkFaults(t, "store sqlite "+filepath.Join(t.TempDir(), "gongbao.db"))

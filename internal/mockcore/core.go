@@ -1,4 +1,4 @@
-// Package core is the reference insurer core system: an in-memory policy
+// Package mockcore is the reference insurer core system: an in-memory policy
 // store behind the JSON API that the shipped mappings target (see the
 // contract in mappings/). It exists so the sidecar can be demonstrated and
 // tested end to end against a core with a real lifecycle: a proposal is paid
@@ -11,10 +11,11 @@
 // time from an injectable Clock, and every state change happens under one
 // mutex so idempotency checks and effects cannot interleave.
 //
-// It stands for someone else's system: it must not import Caddy nor any
-// package of the sidecar (it speaks the core's JSON API only, the contract
-// the mappings state).
-package core
+// It lives under internal/ because it is a test and demo fixture, not part
+// of the plugin's API. It speaks only its own JSON API: it must not import
+// the gongbao packages (caddymodule and below) or Caddy, so the sidecar is
+// tested against a core that shares no code with it.
+package mockcore
 
 import (
 	"log/slog"

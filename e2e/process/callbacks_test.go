@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"encoding/json"
@@ -91,6 +91,8 @@ func postEventUntilAccepted(t *testing.T, s *sidecar, prefix string, n int, boun
 	body := paidEvent(prefix, n)
 	client := &http.Client{Timeout: 5 * time.Second}
 	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/events/policy-paid", s.HTTPPort), strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -110,7 +112,7 @@ func postEventUntilAccepted(t *testing.T, s *sidecar, prefix string, n int, boun
 		if time.Now().After(deadline) {
 			t.Fatalf("event %d not accepted within %s (last error %v)", n, bound, err)
 		}
-		time.Sleep(20 * time.Millisecond)
+		<-tick.C
 	}
 }
 
@@ -119,6 +121,7 @@ func postEventUntilAccepted(t *testing.T, s *sidecar, prefix string, n int, boun
 // that got a 2xx is delivered, and every callback of an event carries the
 // requestUUID the intake answered with, whatever the number of attempts.
 func TestKillWhileEventsArrive(t *testing.T) {
+	t.Parallel()
 	const events, kills = 80, 3
 	platform := startPlatform(t)
 	core := startCore(t)
@@ -140,12 +143,14 @@ func TestKillWhileEventsArrive(t *testing.T) {
 	}
 
 	deadline := time.Now().Add(120 * time.Second)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		got := platform.delivered()
 		if len(got) == events || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(100 * time.Millisecond)
+		<-tick.C
 	}
 	got := platform.delivered()
 	for n, a := range answers {
@@ -169,6 +174,7 @@ func TestKillWhileEventsArrive(t *testing.T) {
 // half-written; the same events are accepted and delivered once the store
 // is back.
 func TestEventsStoreDownAndStalled(t *testing.T) {
+	t.Parallel()
 	dsn := postgresDSN(t)
 	proxy := startProxy(t, postgresHost(t, dsn))
 	schema := freshSchema(t, dsn)
@@ -224,8 +230,10 @@ func TestEventsStoreDownAndStalled(t *testing.T) {
 func waitDelivered(t *testing.T, platform *testPlatform, n int, limit time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for len(platform.delivered()) < n && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond) // polling the platform
+		<-tick.C // polling the platform
 	}
 	if got := len(platform.delivered()); got != n {
 		t.Errorf("%d events delivered, want %d", got, n)

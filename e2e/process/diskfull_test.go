@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"errors"
@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // Disk full and a read-only store on the embedded backend (issue 7, item
@@ -72,6 +72,7 @@ func fillFS(t *testing.T, dir string) string {
 // space returns, the platform's resend is accepted with exactly one core
 // call, the event is accepted and its callback delivered.
 func TestStoreDiskFull(t *testing.T) {
+	t.Parallel()
 	dir := smallFS(t, "16m")
 	storeFaultScenario(t, dir, "BD-FULL", false, func() (restore func()) {
 		filler := fillFS(t, dir)
@@ -97,6 +98,7 @@ func TestStoreDiskFull(t *testing.T) {
 // do the same; SECURITY.md says so. (A plain read-only remount is refused
 // while the sidecar holds the files open for writing.)
 func TestStoreReadOnly(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "store")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -203,7 +205,7 @@ func storeFaultScenario(t *testing.T, dir, prefix string, readsMayFail bool, inj
 	if acted := actedCalls(c.Calls(id)); acted != 1 {
 		t.Errorf("the core acted %d times after the store recovered (calls %+v)", acted, c.Calls(id))
 	}
-	if n := c.Effects(core.OpProposals); n != 2 {
+	if n := c.Effects(mockcore.OpProposals); n != 2 {
 		t.Errorf("the core made %d proposals, want 2", n)
 	}
 	answers := map[int]eventAnswer{}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -19,7 +18,7 @@ import (
 // bench is one run: the built binaries, the children, the prepared load.
 type bench struct {
 	opts   options
-	root   string // module root
+	root   string // repository root: the caddy-gongbao module
 	tmp    string
 	caddy  string // built binaries
 	core   string
@@ -39,7 +38,7 @@ type bench struct {
 // newBench finds the module, builds the binaries and prepares the load.
 func newBench(ctx context.Context, opts options, stderr io.Writer) (*bench, error) {
 	b := &bench{opts: opts, stderr: stderr, ids: newUUIDs(), start: time.Now()}
-	root, err := moduleRoot(ctx)
+	root, err := repositoryRoot(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -94,18 +93,22 @@ func goCommand() string {
 	return "go"
 }
 
-// moduleRoot is the folder of the go.mod the working directory belongs to;
-// it must be this module's.
-func moduleRoot(ctx context.Context) (string, error) {
-	out, err := exec.CommandContext(ctx, goCommand(), "env", "GOMOD").Output()
+// pluginModule is the module under test; the e2e module replaces it with
+// the repository's root folder.
+const pluginModule = "github.com/caddy-gongbao/gongbao"
+
+// repositoryRoot is the folder of the caddy-gongbao module as the go.mod
+// of the working directory resolves it: the repository root when run from
+// the e2e module (its replace points there) or from the root module.
+func repositoryRoot(ctx context.Context) (string, error) {
+	out, err := exec.CommandContext(ctx, goCommand(), "list", "-m", "-f", "{{.Dir}}", pluginModule).Output()
 	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
+		return "", fmt.Errorf("go list -m %s: %w: run from the caddy-gongbao repository (cd e2e)", pluginModule, err)
 	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside a Go module: run from the caddy-gongbao repository")
+	root := strings.TrimSpace(string(out))
+	if root == "" {
+		return "", fmt.Errorf("%s has no folder on this machine: run from the caddy-gongbao repository (cd e2e)", pluginModule)
 	}
-	root := filepath.Dir(gomod)
 	if _, err := os.Stat(filepath.Join(root, "cmd", "mockcore")); err != nil {
 		return "", fmt.Errorf("%s is not the caddy-gongbao repository (no cmd/mockcore)", root)
 	}
@@ -225,9 +228,10 @@ func (b *bench) runAll(ctx context.Context) *report {
 	return rep
 }
 
-// commandLine is how to repeat this run.
+// commandLine is how to repeat this run, from the repository root; the
+// report file is named as if it were there too.
 func commandLine(o options) string {
-	parts := []string{"go run ./cmd/gongbao-bench"}
+	parts := []string{"cd e2e && go run ./cmd/gongbao-bench"}
 	if o.smoke {
 		parts = append(parts, "-smoke")
 	}
@@ -257,7 +261,7 @@ func commandLine(o options) string {
 		parts = append(parts, fmt.Sprintf("-callback-workers %d", o.cbWorkers))
 	}
 	if o.out != "" {
-		parts = append(parts, "-out "+filepath.Base(o.out))
+		parts = append(parts, "-out ../"+filepath.Base(o.out))
 	}
 	return strings.Join(parts, " ")
 }

@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"context"
@@ -25,7 +25,7 @@ import (
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 	"github.com/caddy-gongbao/gongbao/caddymodule/simulator"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // Environment of the browser test.
@@ -57,6 +57,7 @@ var timelineSteps = []string{
 // policy and sees all nine steps; a callback the platform refuses becomes
 // a dead letter, the operator presses Retry and sees it delivered.
 func TestConsoleInBrowser(t *testing.T) {
+	t.Parallel()
 	chromium := findChromium(t)
 	platform := startPlatformStandIn(t)
 	simListener, err := net.Listen("tcp", "127.0.0.1:0")
@@ -74,7 +75,7 @@ func TestConsoleInBrowser(t *testing.T) {
 			filepath.Join(t.TempDir(), "gongbao.db"), platform.srv.URL),
 		Site: consoleSite(t, coreSrv.Listener.Addr().String()),
 	})
-	setCore(core.New(core.Config{PublicURL: coreSrv.URL, EventsURL: fmt.Sprintf("http://127.0.0.1:%d", s.HTTPPort)}))
+	setCore(mockcore.New(mockcore.Config{PublicURL: coreSrv.URL, EventsURL: fmt.Sprintf("http://127.0.0.1:%d", s.HTTPPort)}))
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -155,9 +156,9 @@ func consoleSite(t *testing.T, coreAddr string) string {
 // startLateCore serves the reference core on a test server whose core is
 // set later: the core needs the sidecar's address for its events, the
 // sidecar the core's address for its upstream.
-func startLateCore(t *testing.T) (*httptest.Server, func(*core.Core)) {
+func startLateCore(t *testing.T) (*httptest.Server, func(*mockcore.Core)) {
 	t.Helper()
-	var current atomic.Pointer[core.Core]
+	var current atomic.Pointer[mockcore.Core]
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := current.Load()
 		if c == nil {
@@ -172,7 +173,7 @@ func startLateCore(t *testing.T) (*httptest.Server, func(*core.Core)) {
 			c.Close()
 		}
 	})
-	return srv, func(c *core.Core) { current.Store(c) }
+	return srv, func(c *mockcore.Core) { current.Store(c) }
 }
 
 // Platform stand-in modes.
@@ -248,6 +249,8 @@ func postInvoiceEvent(t *testing.T, s *sidecar, policyNo string) int64 {
 func waitDeliveryState(t *testing.T, s *sidecar, id int64, state string, bound time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		status, body, err := s.Admin(http.MethodGet, fmt.Sprintf("/gongbao/deliveries/%d", id), nil)
 		var d struct{ State string }
@@ -257,7 +260,7 @@ func waitDeliveryState(t *testing.T, s *sidecar, id int64, state string, bound t
 		if time.Now().After(deadline) {
 			t.Fatalf("delivery %d not %s within %s (last: %d %s %v)", id, state, bound, status, body, err)
 		}
-		<-time.After(100 * time.Millisecond)
+		<-tick.C
 	}
 }
 
@@ -327,6 +330,8 @@ func (b *browser) waitStepNames(want []string, bound time.Duration) {
 func (b *browser) waitBadge(state string, bound time.Duration) {
 	b.t.Helper()
 	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		got, err := chromedp.Run(b.ctx, chromedp.Text(chromedp.CSS(`.heading .badge`)))
 		if err == nil && strings.TrimSpace(got) == state {
@@ -335,7 +340,7 @@ func (b *browser) waitBadge(state string, bound time.Duration) {
 		if time.Now().After(deadline) {
 			b.t.Fatalf("the callback is %q after %s, want %q (%v)", got, bound, state, err)
 		}
-		<-time.After(500 * time.Millisecond)
+		<-tick.C
 		b.do(chromedp.Reload())
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/delivery"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // scalePlatform stands in for 工保网's callback endpoint in the scale-out
@@ -272,6 +272,7 @@ func scaleSidecarConfig(core, dsn, schema, name, platform string) sidecarConfig 
 //     is answered 处理中 until its lease expires, then resolved with the
 //     same Idempotency-Key at the core, which acts once.
 func TestScaleOutTwoInstancesPostgres(t *testing.T) {
+	t.Parallel()
 	dsn := postgresDSN(t)
 	schema := freshSchema(t, dsn)
 	plat := startScalePlatform(t, 1500*time.Millisecond)
@@ -371,7 +372,7 @@ func TestScaleOutTwoInstancesPostgres(t *testing.T) {
 	}
 	// And a core call in flight on the victim.
 	msg2, id2 := newMessage(t, "insureRequest.xml")
-	proposalsBefore := c.Effects(core.OpProposals)
+	proposalsBefore := c.Effects(mockcore.OpProposals)
 	coreHold := c.HoldNext()
 	go victim.Send(msg2) //nolint:errcheck // the victim is killed before it answers
 	coreHold.WaitActed(t, 30*time.Second)
@@ -386,9 +387,9 @@ func TestScaleOutTwoInstancesPostgres(t *testing.T) {
 	assertAccepted(t, env2)
 	requestRecovered := time.Since(killed)
 	calls := c.Calls(id2)
-	if len(calls) != 2 || c.Effects(core.OpProposals) != proposalsBefore+1 {
+	if len(calls) != 2 || c.Effects(mockcore.OpProposals) != proposalsBefore+1 {
 		t.Errorf("the in-flight request: %d core calls (%+v), %d proposals made, want 2 calls under one key and 1 proposal",
-			len(calls), calls, c.Effects(core.OpProposals)-proposalsBefore)
+			len(calls), calls, c.Effects(mockcore.OpProposals)-proposalsBefore)
 	}
 
 	// Every callback delivered, only ever under its own requestUUID.
@@ -508,6 +509,7 @@ func reloadConfig(t *testing.T, s *sidecar) {
 // graceful stop (SIGTERM) waits for it: one POST, recorded as accepted,
 // nothing left to send again.
 func TestStopAndReloadSlowPlatform(t *testing.T) {
+	t.Parallel()
 	const slow = 11 * time.Second
 	dsn := postgresDSN(t)
 	schema := freshSchema(t, dsn)

@@ -1,11 +1,14 @@
 // Command gongbao-bench measures caddy-gongbao side by side with plain
 // Caddy and with the core alone, on this machine, in one run (issue 6).
 //
-// Run it from anywhere in the repository:
+// It lives in the e2e module (its vegeta dependency stays out of the
+// plugin's go.mod). Run it from anywhere in that module:
 //
-//	go run ./cmd/gongbao-bench [-smoke] [-duration 20s] [-concurrency 64] [-open-loads 0.5,0.25] [-out PERFORMANCE.md]
+//	cd e2e && go run ./cmd/gongbao-bench [-smoke] [-duration 20s] [-concurrency 64] [-open-loads 0.5,0.25] [-out ../PERFORMANCE.md]
 //
-// It builds ./cmd/caddy and ./cmd/mockcore into a temporary folder and,
+// It finds the repository through the e2e module's replace of
+// github.com/caddy-gongbao/gongbao, builds the repository's ./cmd/caddy
+// and ./cmd/mockcore into a temporary folder and,
 // with vegeta (github.com/tsenart/vegeta) as the load generator, measures
 // platform requests (insureRequest) against
 //

@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"bytes"
@@ -235,12 +235,14 @@ func grownStacks(before, after map[string]int, by int) []string {
 // connections end asynchronously) and returns the last value.
 func settledCount(count func() int, limit int, bound time.Duration) int {
 	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		n := count()
 		if n <= limit || time.Now().After(deadline) {
 			return n
 		}
-		time.Sleep(200 * time.Millisecond) // polling an external process
+		<-tick.C // polling an external process
 	}
 }
 
@@ -255,6 +257,8 @@ type eventPoster struct {
 func (p *eventPoster) post(t *testing.T, prefix string, n int) (eventAnswer, error) {
 	body := paidEvent(prefix, n)
 	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		req, _ := http.NewRequest(http.MethodPost, fmt.Sprintf("http://127.0.0.1:%d/events/policy-paid", p.s.HTTPPort), strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
@@ -279,7 +283,7 @@ func (p *eventPoster) post(t *testing.T, prefix string, n int) (eventAnswer, err
 		if time.Now().After(deadline) {
 			return eventAnswer{}, fmt.Errorf("event %d not accepted within 30s: %v", n, err)
 		}
-		time.Sleep(50 * time.Millisecond) // the core's resend interval
+		<-tick.C // the core's resend interval
 	}
 }
 
@@ -442,8 +446,10 @@ func reloadsUnderLoad(t *testing.T, storeLine, dbPort string) {
 	// Every accepted event is delivered once, under the requestUUID the
 	// intake answered with.
 	deadline := time.Now().Add(reloadDrainTime)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
 	for len(platform.delivered()) < eventCount && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond) // polling the platform
+		<-tick.C // polling the platform
 	}
 	got := platform.delivered()
 	lost, dup := 0, 0
@@ -495,6 +501,7 @@ func reloadsUnderLoad(t *testing.T, storeLine, dbPort string) {
 	var grown []string
 	var gorAfter int
 	deadline = time.Now().Add(10 * time.Second)
+	tick.Reset(200 * time.Millisecond)
 	for {
 		var stacksAfter map[string]int
 		stacksAfter, gorAfter = s.Goroutines(t)
@@ -502,7 +509,7 @@ func reloadsUnderLoad(t *testing.T, storeLine, dbPort string) {
 		if len(grown) == 0 || time.Now().After(deadline) {
 			break
 		}
-		time.Sleep(200 * time.Millisecond) // polling an external process
+		<-tick.C // polling an external process
 	}
 	if fdsAfter > otherBefore+reloadFDSlack {
 		t.Errorf("file descriptors other than pooled connections: %d before the reloads, %d after: a leak; open now:\n%s", otherBefore, fdsAfter, s.fdTargets(portNames))
@@ -520,11 +527,13 @@ func reloadsUnderLoad(t *testing.T, storeLine, dbPort string) {
 // TestReloadsUnderLoadSQLite: 20 reloads with requests and events in
 // flight, on the embedded store.
 func TestReloadsUnderLoadSQLite(t *testing.T) {
+	t.Parallel()
 	reloadsUnderLoad(t, "store sqlite "+filepath.Join(t.TempDir(), "gongbao.db"), "")
 }
 
 // TestReloadsUnderLoadPostgres: the same on PostgreSQL.
 func TestReloadsUnderLoadPostgres(t *testing.T) {
+	t.Parallel()
 	dsn := postgresDSN(t)
 	reloadsUnderLoad(t, postgresStore(dsn, freshSchema(t, dsn)), portOf(postgresHost(t, dsn)))
 }

@@ -1,4 +1,4 @@
-package core_test
+package mockcore_test
 
 import (
 	"net/http"
@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 func TestEventRetriedUntil2xx(t *testing.T) {
@@ -47,11 +47,11 @@ func TestEventRetriedUntil2xx(t *testing.T) {
 func TestDefaultBackoff(t *testing.T) {
 	want := []time.Duration{1, 2, 4, 8, 16, 30, 30, 30}
 	for i, w := range want {
-		if got := core.DefaultBackoff(i + 1); got != w*time.Second {
+		if got := mockcore.DefaultBackoff(i + 1); got != w*time.Second {
 			t.Errorf("DefaultBackoff(%d) = %v, want %v", i+1, got, w*time.Second)
 		}
 	}
-	if got := core.DefaultBackoff(1000); got != 30*time.Second {
+	if got := mockcore.DefaultBackoff(1000); got != 30*time.Second {
 		t.Errorf("DefaultBackoff(1000) = %v", got)
 	}
 }
@@ -81,7 +81,7 @@ func TestCloseStopsRetrying(t *testing.T) {
 }
 
 func TestEventQueueIsBounded(t *testing.T) {
-	h := newHarness(t, 0, func(c *core.Config) { c.QueueSize = 1 })
+	h := newHarness(t, 0, func(c *mockcore.Config) { c.QueueSize = 1 })
 	release := make(chan struct{})
 	releaseOnce := sync.OnceFunc(func() { close(release) })
 	t.Cleanup(releaseOnce) // runs before the receiver shuts down, even on failure
@@ -95,7 +95,7 @@ func TestEventQueueIsBounded(t *testing.T) {
 	h.get(pay[1]) // waits in the queue
 	h.get(pay[2]) // queue full: dropped, the payment itself still succeeds
 	st := h.core.Stats()
-	if st.Events.Dropped != 1 || st.Events.Queued != 2 || st.Effects[core.OpPayments] != 3 {
+	if st.Events.Dropped != 1 || st.Events.Queued != 2 || st.Effects[mockcore.OpPayments] != 3 {
 		t.Errorf("stats with a full queue %+v", st)
 	}
 	releaseOnce()
@@ -105,10 +105,10 @@ func TestEventQueueIsBounded(t *testing.T) {
 }
 
 func TestNoEventsWhenDisabled(t *testing.T) {
-	h := newHarness(t, 0, func(c *core.Config) { c.EventsURL = "" })
+	h := newHarness(t, 0, func(c *mockcore.Config) { c.EventsURL = "" })
 	r := h.post("/v1/proposals", "", proposalBody())
 	h.expect(h.get(r.str("paymentUrl")), http.StatusOK, "支付成功")
-	if st := h.core.Stats().Events; st != (core.EventStats{}) {
+	if st := h.core.Stats().Events; st != (mockcore.EventStats{}) {
 		t.Errorf("event stats with emission disabled %+v", st)
 	}
 	select {
@@ -138,7 +138,7 @@ func TestEventsFailOverAcrossIntakes(t *testing.T) {
 	down := httptest.NewServer(http.NotFoundHandler())
 	downURL := down.URL
 	down.Close() // nothing listens there any more
-	h := newHarness(t, 0, func(c *core.Config) { c.EventsURL = downURL + ", " + c.EventsURL + "/" })
+	h := newHarness(t, 0, func(c *mockcore.Config) { c.EventsURL = downURL + ", " + c.EventsURL + "/" })
 	r := h.post("/v1/proposals", "", proposalBody())
 	policyNo := h.get(r.str("paymentUrl")).str("policyNo")
 	if ev := h.rc.next(t); ev.path != "/events/policy-paid" || ev.body["policyNo"] != policyNo {

@@ -1,4 +1,4 @@
-package main
+package process
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // testKey is the platform's published test key (DESIGN §1.2). The
@@ -105,6 +105,7 @@ type sidecar struct {
 
 	client *http.Client
 	starts int
+	served bool // it has served once: its ports are its own
 	cfg    sidecarConfig
 
 	mu      sync.Mutex
@@ -201,17 +202,26 @@ func startSidecars(t testing.TB, cfgs ...sidecarConfig) []*sidecar {
 		}
 	}
 	for _, s := range out {
-		if err := s.waitReady(); err != nil {
+		err := s.waitReady()
+		if err == nil {
+			s.served = true
+			continue
+		}
+		s.Kill()
+		if !s.portTaken() {
 			t.Fatalf("%s: %v (its log follows)", s.name, err)
 		}
+		s.takeNewPorts()
+		s.Start()
 	}
 	return out
 }
 
 // Start starts the process (again) and waits until it serves. A free
-// port picked for the first start can be taken by another test process
-// before the sidecar binds it; then the sidecar gets new ports and tries
-// again.
+// port picked before the sidecar first served can be taken by another
+// process (the tests run in parallel, beside other test binaries) before
+// the sidecar binds it; then the sidecar gets new ports and tries again.
+// Once it has served, it keeps its ports: a restart is the same sidecar.
 func (s *sidecar) Start() {
 	s.t.Helper()
 	for attempt := 1; ; attempt++ {
@@ -220,16 +230,22 @@ func (s *sidecar) Start() {
 		}
 		err := s.waitReady()
 		if err == nil {
+			s.served = true
 			return
 		}
 		s.Kill()
-		if attempt < 3 && s.starts == attempt && s.portTaken() {
-			s.HTTPPort, s.AdminPort = freePort(s.t), freePort(s.t)
-			s.writeCaddyfile()
+		if attempt < 3 && !s.served && s.portTaken() {
+			s.takeNewPorts()
 			continue
 		}
 		s.t.Fatalf("%s: %v (its log follows)", s.name, err)
 	}
+}
+
+// takeNewPorts gives a sidecar that never served new ports.
+func (s *sidecar) takeNewPorts() {
+	s.HTTPPort, s.AdminPort = freePort(s.t), freePort(s.t)
+	s.writeCaddyfile()
 }
 
 // portTaken tells whether the last start failed on a port in use.
@@ -302,6 +318,8 @@ func (s *sidecar) waitReady() error {
 	exited := s.exited
 	s.mu.Unlock()
 	deadline := time.Now().Add(readyTimeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		status, _, err := s.Admin(http.MethodGet, "/gongbao/requests?limit=1", nil)
 		if err == nil && status == http.StatusOK {
@@ -316,7 +334,7 @@ func (s *sidecar) waitReady() error {
 			err := s.waitErr
 			s.mu.Unlock()
 			return fmt.Errorf("exited before serving: %v", err)
-		case <-time.After(50 * time.Millisecond):
+		case <-tick.C:
 		}
 	}
 }
@@ -430,6 +448,8 @@ func (s *sidecar) PostUntilSettled(t testing.TB, msg []byte, bound time.Duration
 func (s *sidecar) PostUntil(t testing.TB, msg []byte, bound time.Duration, retryOn ...string) (*protocol.Envelope, []byte) {
 	t.Helper()
 	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		env, raw := s.Post(t, msg)
 		if !isRetryable(env, retryOn) {
@@ -438,7 +458,7 @@ func (s *sidecar) PostUntil(t testing.TB, msg []byte, bound time.Duration, retry
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: still %q after resending for %s", s.name, resultMessage(env), bound)
 		}
-		time.Sleep(200 * time.Millisecond) // the platform's resend interval, not a synchronisation
+		<-tick.C // the platform's resend interval, not a synchronisation
 	}
 }
 
@@ -524,6 +544,8 @@ func (s *sidecar) Record(t testing.TB, requestUUID string) (requestRecord, bool)
 func (s *sidecar) WaitState(t testing.TB, requestUUID, state string, bound time.Duration) requestRecord {
 	t.Helper()
 	deadline := time.Now().Add(bound)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
 	for {
 		rec, ok := s.Record(t, requestUUID)
 		if ok && rec.State == state {
@@ -532,7 +554,7 @@ func (s *sidecar) WaitState(t testing.TB, requestUUID, state string, bound time.
 		if time.Now().After(deadline) {
 			t.Fatalf("%s: request %s is %+v (exists: %v) after %s, want state %s", s.name, requestUUID, rec, ok, bound, state)
 		}
-		time.Sleep(20 * time.Millisecond) // polling an external process
+		<-tick.C // polling an external process
 	}
 }
 
@@ -598,7 +620,7 @@ type coreCall struct {
 // testCore is the reference core in the test process, behind a wrapper
 // that records every API call and can hold an answer back.
 type testCore struct {
-	Core *core.Core
+	Core *mockcore.Core
 	srv  *httptest.Server
 
 	mu    sync.Mutex
@@ -622,7 +644,7 @@ func startCore(t testing.TB) *testCore {
 	t.Helper()
 	c := &testCore{}
 	c.srv = httptest.NewServer(http.HandlerFunc(c.serve))
-	c.Core = core.New(core.Config{PublicURL: c.srv.URL})
+	c.Core = mockcore.New(mockcore.Config{PublicURL: c.srv.URL})
 	t.Cleanup(func() {
 		c.mu.Lock()
 		holds := c.all
@@ -719,7 +741,7 @@ func (c *testCore) Calls(key string) []coreCall {
 	return out
 }
 
-// Effects is how many times the core performed op (core.OpProposals, …).
+// Effects is how many times the core performed op (mockcore.OpProposals, …).
 func (c *testCore) Effects(op string) int { return c.Core.Stats().Effects[op] }
 
 // tcpProxy forwards TCP connections to a target (the store's server) and

@@ -1,4 +1,4 @@
-package core_test
+package mockcore_test
 
 import (
 	"bytes"
@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 func TestLifecycle(t *testing.T) {
@@ -71,7 +71,7 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// Electronic invoice: issued at once with a download URL that works.
-	inv := h.post("/v1/invoices", "", invoiceBody(policyNo, core.InvoiceElectronic))
+	inv := h.post("/v1/invoices", "", invoiceBody(policyNo, mockcore.InvoiceElectronic))
 	h.expect(inv, http.StatusOK, "受理申请")
 	ev = h.rc.next(t)
 	if ev.path != "/events/invoice-issued" || ev.body["invoiceNo"] != inv.str("invoiceNo") || ev.body["express"] != nil {
@@ -82,7 +82,7 @@ func TestLifecycle(t *testing.T) {
 	}
 
 	// Paper invoice: shipped, express details instead of a URL.
-	h.expect(h.post("/v1/invoices", "", invoiceBody(policyNo, core.InvoicePaper)), http.StatusOK, "受理申请")
+	h.expect(h.post("/v1/invoices", "", invoiceBody(policyNo, mockcore.InvoicePaper)), http.StatusOK, "受理申请")
 	ev = h.rc.next(t)
 	express, _ := ev.body["express"].(map[string]any)
 	if ev.body["downloadUrl"] != nil || express["company"] != "顺丰速运" || !strings.HasPrefix(express["trackingNo"].(string), "SF") {
@@ -99,22 +99,22 @@ func TestLifecycle(t *testing.T) {
 	for path, body := range map[string]any{
 		"/v1/endorsements": endorsementBody(policyNo),
 		"/v1/claims":       claimBody(policyNo),
-		"/v1/invoices":     invoiceBody(policyNo, core.InvoiceElectronic),
+		"/v1/invoices":     invoiceBody(policyNo, mockcore.InvoiceElectronic),
 		"/v1/surrenders":   surrenderBody(policyNo),
 	} {
 		h.expect(h.post(path, "", body), http.StatusUnprocessableEntity, "已退保")
 	}
 
-	want := map[string]int{core.OpProposals: 1, core.OpPayments: 1, core.OpEndorsements: 1,
-		core.OpClaims: 1, core.OpInvoices: 2, core.OpSurrenders: 1}
+	want := map[string]int{mockcore.OpProposals: 1, mockcore.OpPayments: 1, mockcore.OpEndorsements: 1,
+		mockcore.OpClaims: 1, mockcore.OpInvoices: 2, mockcore.OpSurrenders: 1}
 	st := h.core.Stats()
 	for op, n := range want {
 		if st.Effects[op] != n {
 			t.Errorf("effects[%s] = %d, want %d", op, st.Effects[op], n)
 		}
 	}
-	if st.Calls[core.OpClaims] != 3 {
-		t.Errorf("calls[claims] = %d, want 3", st.Calls[core.OpClaims])
+	if st.Calls[mockcore.OpClaims] != 3 {
+		t.Errorf("calls[claims] = %d, want 3", st.Calls[mockcore.OpClaims])
 	}
 }
 
@@ -130,7 +130,7 @@ func TestPaymentIsIdempotent(t *testing.T) {
 		t.Errorf("second payment policyNo %q, want %q", again.str("policyNo"), policyNo)
 	}
 	st := h.core.Stats()
-	if st.Effects[core.OpPayments] != 1 || st.Calls[core.OpPayments] != 2 || st.Events.Queued != 1 {
+	if st.Effects[mockcore.OpPayments] != 1 || st.Calls[mockcore.OpPayments] != 2 || st.Events.Queued != 1 {
 		t.Errorf("stats after repeated payment: %+v", st)
 	}
 	h.expect(h.get(h.url+"/pay/TB19700101999999"), http.StatusNotFound, "不存在")
@@ -144,7 +144,7 @@ func TestRefusesUnknownPolicy(t *testing.T) {
 	for path, body := range map[string]any{
 		"/v1/endorsements": endorsementBody("P123"),
 		"/v1/claims":       claimBody("P123"),
-		"/v1/invoices":     invoiceBody("P123", core.InvoiceSpecial),
+		"/v1/invoices":     invoiceBody("P123", mockcore.InvoiceSpecial),
 		"/v1/surrenders":   surrenderBody("P123"),
 	} {
 		t.Run(path, func(t *testing.T) {
@@ -197,8 +197,8 @@ func TestValidation(t *testing.T) {
 		{"zero days", "/v1/endorsements", with(endorsementBody(policyNo), "period.days", 0), "period.days"},
 		{"claim reason", "/v1/claims", with(claimBody(policyNo), "reason", ""), "缺少必填字段 reason"},
 		{"invoice type", "/v1/invoices", with(invoiceBody(policyNo, "vat"), "type", "vat"), "字段 type 取值无效"},
-		{"paper without address", "/v1/invoices", with(invoiceBody(policyNo, core.InvoicePaper), "delivery.address", nil), "delivery.address"},
-		{"special without bank", "/v1/invoices", with(invoiceBody(policyNo, core.InvoiceSpecial), "special.bank", ""), "special.bank"},
+		{"paper without address", "/v1/invoices", with(invoiceBody(policyNo, mockcore.InvoicePaper), "delivery.address", nil), "delivery.address"},
+		{"special without bank", "/v1/invoices", with(invoiceBody(policyNo, mockcore.InvoiceSpecial), "special.bank", ""), "special.bank"},
 		{"refund account", "/v1/surrenders", with(surrenderBody(policyNo), "refund.accountNo", nil), "refund.accountNo"},
 	}
 	for _, tc := range cases {
@@ -209,9 +209,9 @@ func TestValidation(t *testing.T) {
 	}
 	h.t = t
 	// Electronic invoices need no postal details.
-	body := with(invoiceBody(policyNo, core.InvoiceElectronic), "delivery", nil)
+	body := with(invoiceBody(policyNo, mockcore.InvoiceElectronic), "delivery", nil)
 	h.expect(h.post("/v1/invoices", "", with(body, "special", nil)), http.StatusOK, "受理申请")
-	if n := h.core.Stats().Effects[core.OpProposals]; n != 1 {
+	if n := h.core.Stats().Effects[mockcore.OpProposals]; n != 1 {
 		t.Errorf("effects[proposals] = %d after invalid proposals", n)
 	}
 }
@@ -250,8 +250,8 @@ func TestIdempotencyKey(t *testing.T) {
 	h.expect(h.post("/v1/proposals", "", proposalBody()), http.StatusCreated, "投保成功")
 
 	st := h.core.Stats()
-	if st.Calls[core.OpProposals] != 4 || st.Effects[core.OpProposals] != 2 {
-		t.Errorf("proposals calls/effects = %d/%d, want 4/2", st.Calls[core.OpProposals], st.Effects[core.OpProposals])
+	if st.Calls[mockcore.OpProposals] != 4 || st.Effects[mockcore.OpProposals] != 2 {
+		t.Errorf("proposals calls/effects = %d/%d, want 4/2", st.Calls[mockcore.OpProposals], st.Effects[mockcore.OpProposals])
 	}
 	stats := h.get(h.url + "/v1/stats")
 	calls, _ := stats.body["calls"].(map[string]any)

@@ -1,4 +1,4 @@
-package core_test
+package mockcore_test
 
 import (
 	"bytes"
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-gongbao/gongbao/cmd/mockcore/core"
+	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
 // fakeClock stands still at a fixed instant and records every backoff wait.
@@ -25,7 +25,7 @@ type fakeClock struct {
 }
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2019, 4, 1, 10, 0, 0, 0, core.CST)}
+	return &fakeClock{now: time.Date(2019, 4, 1, 10, 0, 0, 0, mockcore.CST)}
 }
 
 func (f *fakeClock) Now() time.Time {
@@ -124,18 +124,18 @@ func (rc *receiver) next(t *testing.T) received {
 // public URL, so payment and document links can be followed.
 type harness struct {
 	t     *testing.T
-	core  *core.Core
+	core  *mockcore.Core
 	url   string
 	clock *fakeClock
 	rc    *receiver
 }
 
-func newHarness(t *testing.T, failFirst int, mutate ...func(*core.Config)) *harness {
+func newHarness(t *testing.T, failFirst int, mutate ...func(*mockcore.Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, clock: newFakeClock(), rc: newReceiver(t, failFirst)}
 	srv := httptest.NewUnstartedServer(nil)
 	h.url = "http://" + srv.Listener.Addr().String()
-	cfg := core.Config{
+	cfg := mockcore.Config{
 		PublicURL:    h.url,
 		EventsURL:    h.rc.srv.URL,
 		InsurerPhone: "0571-88888888",
@@ -144,7 +144,7 @@ func newHarness(t *testing.T, failFirst int, mutate ...func(*core.Config)) *harn
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	h.core = core.New(cfg)
+	h.core = mockcore.New(cfg)
 	srv.Config.Handler = h.core.Handler()
 	srv.Start()
 	t.Cleanup(func() {
