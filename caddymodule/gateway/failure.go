@@ -8,8 +8,8 @@ import (
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 )
 
-// msgBusy is the answer whenever the platform should simply try again.
-const msgBusy = "系统繁忙，请稍后重试"
+// MsgBusy is the answer whenever the platform should simply try again.
+const MsgBusy = "系统繁忙，请稍后重试"
 
 // Refusals of requests whose signature has not been checked yet. They are
 // fixed texts: nothing the sender chose (root name, path, value) is ever
@@ -61,7 +61,7 @@ var (
 // Busy is a refusal the platform should simply retry, for a reason of the
 // caller's (store_unavailable, client_gone).
 func Busy(reason string, cause error) error {
-	return RequestError{Message: msgBusy, Reason: reason, Cause: cause}
+	return RequestError{Message: MsgBusy, Reason: reason, Cause: cause}
 }
 
 // SignatureError is a missing or wrong platform signature.
@@ -148,7 +148,7 @@ func Classify(err error) Failure {
 	case errors.As(err, &fe):
 		return Failure{Message: fe.Message(), Outcome: "invalid_field", Field: fe.Path}
 	default:
-		return Failure{Message: msgBusy, Outcome: "internal_error"}
+		return Failure{Message: MsgBusy, Outcome: "internal_error"}
 	}
 }
 
@@ -170,11 +170,11 @@ func classifyCore(ce CoreError) Failure {
 		}
 		return Failure{Message: "核心系统应答无效", Outcome: "core_invalid"}
 	case ce.Kind == CoreFailed:
-		return Failure{Message: msgBusy, Outcome: "core_error"}
+		return Failure{Message: MsgBusy, Outcome: "core_error"}
 	case ce.NotSent:
-		return Failure{Message: msgBusy, Outcome: "core_unavailable"}
+		return Failure{Message: MsgBusy, Outcome: "core_unavailable"}
 	default:
-		return Failure{Message: msgBusy, Outcome: "core_timeout"}
+		return Failure{Message: MsgBusy, Outcome: "core_timeout"}
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
+	"github.com/caddy-gongbao/gongbao/caddymodule/gateway"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 )
 
@@ -139,7 +140,7 @@ func TestGongbaoCheckRefusesWhatIsNotASignedSuccess(t *testing.T) {
 		t.Fatalf("resultFlag=false with another message: got %v", err)
 	}
 	busy := protocol.BuildResponse("insureResponse", protocol.NewUUID(), []protocol.Element{
-		{Name: "resultFlag", Text: "false"}, {Name: "resultMessage", Text: msgBusy},
+		{Name: "resultFlag", Text: "false"}, {Name: "resultMessage", Text: gateway.MsgBusy},
 	}, signKey)
 	if err := check(http.StatusOK, busy, false); !errors.Is(err, errShed) {
 		t.Fatalf("a signed busy reply: got %v, want errShed", err)

@@ -20,6 +20,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
+	"github.com/caddy-gongbao/gongbao/caddymodule/gateway"
 	"github.com/caddy-gongbao/gongbao/caddymodule/mapping"
 	"github.com/caddy-gongbao/gongbao/caddymodule/protocol"
 )
@@ -196,6 +197,9 @@ func coreOK(code int, body []byte, _ bool) error {
 // when full is set (every reply in smoke mode, a sample otherwise, so
 // that verifying does not eat the CPU the server is measured with) and on
 // every reply that is not a success. A signed 系统繁忙 reply is errShed.
+// The unsampled shortcut only spots the success bytes to save the load
+// generator's CPU; every judgement is protocol.ReadReply's, the one rule
+// delivery, send and the simulator use.
 func gongbaoOK(key string) checker {
 	return func(code int, body []byte, full bool) error {
 		if code != http.StatusOK {
@@ -204,29 +208,23 @@ func gongbaoOK(key string) checker {
 		if !full && bytes.Contains(body, resultTrue) {
 			return nil
 		}
-		env, err := protocol.Parse(body, protocol.Limits{})
+		r, err := protocol.ReadReply(body, protocol.Limits{}, []string{key})
 		if err != nil {
 			return fmt.Errorf("reply does not parse: %w", err)
 		}
-		if _, ok := protocol.VerifyAny(env.SignedValue(), env.Sign, []string{key}); !ok {
+		if r.Signature != protocol.SignatureVerified {
 			return errors.New("reply signature does not verify")
 		}
-		flag, _ := env.Text("resultFlag")
-		if flag == "true" {
+		if r.Flag == protocol.FlagTrue {
 			return nil
 		}
-		msg, _ := env.Text("resultMessage")
-		if msg == msgBusy {
+		if r.Message == gateway.MsgBusy {
 			return errShed
 		}
 		// No requestUUID in the reason, so equal failures are counted together.
-		return fmt.Errorf("resultFlag=%s: %s", flag, msg)
+		return fmt.Errorf("resultFlag=%s: %s", r.FlagText, r.Message)
 	}
 }
-
-// msgBusy is the sidecar's "busy, retry later" (DESIGN §4): what it
-// answers when the store or the core cannot serve a request in time.
-const msgBusy = "系统繁忙，请稍后重试"
 
 // errShed is the sidecar's designed "retry later" when it cannot serve a
 // request in time: a signed 系统繁忙 reply to the platform, a 503
