@@ -104,13 +104,18 @@ func (p *platformFixture) callbacks() ([]*protocol.Envelope, [][]byte) {
 // events intake, delivering callbacks to platformURL.
 func callbackConfig(t *testing.T, coreAddr, platformURL string) string {
 	t.Helper()
-	global := fmt.Sprintf("insurance_code PICC-TEST\n\t\tcallbacks {\n\t\t\tbase %s\n\t\t\tpoll_interval 50ms\n\t\t}", platformURL)
-	return sidecarConfig(t, coreAddr, global, "") + eventsSite + ` {
+	return sidecarConfig(t, coreAddr, callbackGlobal(platformURL), "") + eventsSite + ` {
 	handle /events/* {
 		gongbao_notify
 	}
 }
 `
+}
+
+// callbackGlobal is the gongbao options of callbackConfig: callbacks
+// delivered to platformURL, polled often.
+func callbackGlobal(platformURL string) string {
+	return fmt.Sprintf("insurance_code PICC-TEST\n\t\tcallbacks {\n\t\t\tbase %s\n\t\t\tpoll_interval 50ms\n\t\t}", platformURL)
 }
 
 // postEvent posts a core event and decodes the intake's JSON answer.

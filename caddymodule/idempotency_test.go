@@ -158,26 +158,26 @@ func TestLostAnswerRetry(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fx := startCore(t)
-			tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""))
+			gw := startInProcessBehindProxy(t, fx, fx.srv.Listener.Addr().String(), "")
 			release := make(chan struct{})
 			defer close(release)
 			msg := insureSample(t, testKey)
 			uuid := between(string(msg), "<requestUUID>", "</requestUUID>")
 
 			fx.setOverride(tc.fault(fx, release))
-			reply, _ := post(t, tester, sidecarURL, msg)
+			reply, _ := postWith(t, gw.Client, sidecarURL, msg)
 			assertRefused(t, reply, "系统繁忙")
-			if rec := adminRecord(t, uuid); rec.State != "unknown" {
+			if rec := adminRecord(t, gw.Admin, uuid); rec.State != "unknown" {
 				t.Fatalf("record state = %q, want unknown", rec.State)
 			}
 			fx.setOverride(nil)
-			reply, _ = post(t, tester, sidecarURL, msg)
+			reply, _ = postWith(t, gw.Client, sidecarURL, msg)
 			assertAccepted(t, reply)
 			stats := fx.core.Stats()
 			if stats.Effects[mockcore.OpProposals] != 1 || stats.Calls[mockcore.OpProposals] != 2 {
 				t.Errorf("core calls=%d effects=%d, want 2 calls and 1 effect", stats.Calls[mockcore.OpProposals], stats.Effects[mockcore.OpProposals])
 			}
-			if rec := adminRecord(t, uuid); rec.State != "completed" {
+			if rec := adminRecord(t, gw.Admin, uuid); rec.State != "completed" {
 				t.Errorf("record state after the resend = %q, want completed", rec.State)
 			}
 		})
@@ -188,16 +188,16 @@ func TestLostAnswerRetry(t *testing.T) {
 // the record is listed for operators, and an operator can release it.
 func TestLostAnswerHold(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "idempotency {\n\t\t\tunknown_outcome hold\n\t\t}", ""))
+	gw := startInProcessBehindProxy(t, fx, fx.srv.Listener.Addr().String(), "idempotency {\n\t\t\tunknown_outcome hold\n\t\t}")
 	release := make(chan struct{})
 	defer close(release)
 	msg := insureSample(t, testKey)
 	uuid := between(string(msg), "<requestUUID>", "</requestUUID>")
 
 	fx.setOverride(commitThenStall(fx, release))
-	post(t, tester, sidecarURL, msg)
+	postWith(t, gw.Client, sidecarURL, msg)
 	fx.setOverride(nil)
-	reply, _ := post(t, tester, sidecarURL, msg)
+	reply, _ := postWith(t, gw.Client, sidecarURL, msg)
 	assertRefused(t, reply, "处理中")
 	if n := fx.core.Stats().Calls[mockcore.OpProposals]; n != 1 {
 		t.Errorf("core calls = %d, want 1 (hold must not call the core)", n)
@@ -206,12 +206,12 @@ func TestLostAnswerHold(t *testing.T) {
 	var listed []struct {
 		RequestUUID string `json:"request_uuid"`
 	}
-	adminJSON(t, http.MethodGet, "/gongbao/requests?state=unknown", "", http.StatusOK, &listed)
+	adminJSONWith(t, gw.Admin, http.MethodGet, "/gongbao/requests?state=unknown", "", http.StatusOK, &listed)
 	if len(listed) != 1 || listed[0].RequestUUID != uuid {
 		t.Fatalf("unknown records listed = %+v, want %s", listed, uuid)
 	}
-	adminJSON(t, http.MethodPost, "/gongbao/requests/"+uuid+"/resolve", `{"state":"released","note":"checked with the core: not created"}`, http.StatusOK, nil)
-	reply, _ = post(t, tester, sidecarURL, msg)
+	adminJSONWith(t, gw.Admin, http.MethodPost, "/gongbao/requests/"+uuid+"/resolve", `{"state":"released","note":"checked with the core: not created"}`, http.StatusOK, nil)
+	reply, _ = postWith(t, gw.Client, sidecarURL, msg)
 	assertAccepted(t, reply)
 }
 
@@ -220,21 +220,29 @@ type adminRecordJSON struct {
 	Reply string `json:"reply"`
 }
 
-func adminRecord(t *testing.T, uuid string) adminRecordJSON {
+// adminRecord reads a request record through admin (gw.Admin).
+func adminRecord(t *testing.T, admin *http.Client, uuid string) adminRecordJSON {
 	t.Helper()
 	var rec adminRecordJSON
-	adminJSON(t, http.MethodGet, "/gongbao/requests/"+uuid, "", http.StatusOK, &rec)
+	adminJSONWith(t, admin, http.MethodGet, "/gongbao/requests/"+uuid, "", http.StatusOK, &rec)
 	return rec
 }
 
 // adminJSON calls the test Caddy's admin API.
 func adminJSON(t *testing.T, method, path, body string, wantStatus int, out any) {
 	t.Helper()
+	adminJSONWith(t, http.DefaultClient, method, path, body, wantStatus, out)
+}
+
+// adminJSONWith calls the admin API through client: http.DefaultClient
+// for the test Caddy's, an inProcess's Admin for its app's.
+func adminJSONWith(t *testing.T, client *http.Client, method, path, body string, wantStatus int, out any) {
+	t.Helper()
 	req, _ := http.NewRequest(method, "http://"+adminAddr+path, strings.NewReader(body))
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

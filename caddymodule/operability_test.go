@@ -24,17 +24,20 @@ func TestJournal(t *testing.T) {
 	platform := startPlatform(t)
 	fx := &coreFixture{}
 	fx.srv = httptest.NewServer(http.HandlerFunc(fx.serve))
-	fx.core = mockcore.New(mockcore.Config{PublicURL: fx.srv.URL, EventsURL: eventsSite})
-	t.Cleanup(func() { fx.srv.Close(); fx.core.Close() })
-	tester := startSidecar(t, callbackConfig(t, fx.srv.Listener.Addr().String(), platform.srv.URL))
+	t.Cleanup(fx.srv.Close)
+	// The core emits its events to an intake of the in-process app, which
+	// exists only once the app does: the core is made after it.
+	gw := startInProcess(t, fx, callbackGlobal(platform.srv.URL))
+	fx.core = mockcore.New(mockcore.Config{PublicURL: fx.srv.URL, EventsURL: gw.serveEvents(t)})
+	t.Cleanup(fx.core.Close)
 	insure := insureSample(t, testKey)
-	reply, replyRaw := post(t, tester, sidecarURL, insure)
+	reply, replyRaw := postWith(t, gw.Client, sidecarURL, insure)
 	proposalNo := text(reply, "proposalNo")
 	policyNo := pay(t, text(reply, "yeepayurl"))
 	claim := signed(t, sample(t, "claimRequest.xml"), testKey, samplePolicyNo, policyNo)
-	post(t, tester, sidecarURL, claim)
+	postWith(t, gw.Client, sidecarURL, claim)
 	badSign := signed(t, sample(t, "claimRequest.xml"), "wrong-key", samplePolicyNo, policyNo)
-	post(t, tester, sidecarURL, badSign)
+	postWith(t, gw.Client, sidecarURL, badSign)
 
 	type entry struct {
 		Message     string `json:"message"`
@@ -55,7 +58,7 @@ func TestJournal(t *testing.T) {
 			Exchanges []entry `json:"exchanges"`
 		}
 		for range 200 {
-			adminJSON(t, http.MethodGet, "/gongbao/journal?"+query, "", http.StatusOK, &out)
+			adminJSONWith(t, gw.Admin, http.MethodGet, "/gongbao/journal?"+query, "", http.StatusOK, &out)
 			if len(out.Exchanges) >= n {
 				break
 			}
@@ -108,7 +111,7 @@ func TestJournal(t *testing.T) {
 		Callbacks []callback `json:"callbacks"`
 	}
 	for range 200 {
-		adminJSON(t, http.MethodGet, "/gongbao/journal?policy_no="+policyNo, "", http.StatusOK, &journal)
+		adminJSONWith(t, gw.Admin, http.MethodGet, "/gongbao/journal?policy_no="+policyNo, "", http.StatusOK, &journal)
 		if len(journal.Callbacks) == 1 && journal.Callbacks[0].State == "delivered" {
 			break
 		}
@@ -121,7 +124,7 @@ func TestJournal(t *testing.T) {
 		cb.Attempts[0].Outcome != "accepted" || !strings.Contains(cb.Attempts[0].Reply, "queryPolicyResponse") {
 		t.Errorf("the callback in the journal lacks what was sent and answered: %+v", cb)
 	}
-	adminJSON(t, http.MethodGet, "/gongbao/journal?request_uuid="+callbackUUID, "", http.StatusOK, &journal)
+	adminJSONWith(t, gw.Admin, http.MethodGet, "/gongbao/journal?request_uuid="+callbackUUID, "", http.StatusOK, &journal)
 	if len(journal.Callbacks) != 1 || journal.Callbacks[0].RequestUUID != callbackUUID {
 		t.Errorf("callback by requestUUID: %+v", journal.Callbacks)
 	}

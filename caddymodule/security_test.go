@@ -100,18 +100,18 @@ func TestOracleAttackThroughRefusals(t *testing.T) {
 // core call, journalled with a reference to the original, and counted.
 func TestNewRequestUUIDDoesNotActTwice(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, guardedConfig(t, fx))
+	gw := startInProcess(t, fx, guardedGlobal)
 	first := signed(t, sample(t, "insureRequest.xml"), testKey)
-	reply, _ := post(t, tester, sidecarURL, first)
+	reply, _ := postWith(t, gw.Client, sidecarURL, first)
 	assertAccepted(t, reply)
 	calls := fx.callCount()
-	metricsBefore := scrape(t)
+	metricsBefore := gw.scrape(t)
 
 	again, err := protocol.Resign(first, testKey, protocol.NewUUID())
 	if err != nil {
 		t.Fatal(err)
 	}
-	refusal, raw := post(t, tester, sidecarURL, again)
+	refusal, raw := postWith(t, gw.Client, sidecarURL, again)
 	assertRefused(t, refusal, "报文内容与此前已受理的请求完全相同")
 	if refusal.Sign == "" {
 		t.Errorf("the refusal of a verified request must be signed:\n%s", raw)
@@ -120,11 +120,11 @@ func TestNewRequestUUIDDoesNotActTwice(t *testing.T) {
 		t.Fatalf("the core acted again: %d calls", fx.callCount()-calls)
 	}
 	series := `gongbao_requests_total{message="insureRequest",outcome="content_replay"}`
-	if got := scrape(t)[series] - metricsBefore[series]; got != 1 {
+	if got := gw.scrape(t)[series] - metricsBefore[series]; got != 1 {
 		t.Errorf("%s grew by %v, want 1", series, got)
 	}
 	firstUUID := between(string(first), "<requestUUID>", "</requestUUID>")
-	e := journalEntry(t, between(string(again), "<requestUUID>", "</requestUUID>"))
+	e := journalEntry(t, gw.Admin, between(string(again), "<requestUUID>", "</requestUUID>"))
 	if e.Outcome != "content_replay" || e.ReplayOf != firstUUID || e.CoreRequest != "" {
 		t.Errorf("journal entry: %+v, want content_replay of %s without a core request", e, firstUUID)
 	}
@@ -135,13 +135,13 @@ func TestNewRequestUUIDDoesNotActTwice(t *testing.T) {
 // reference and a bounded prefix, not the padded body.
 func TestPaddedReplayKeepsABoundedJournal(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, guardedConfig(t, fx))
+	gw := startInProcess(t, fx, guardedGlobal)
 	msg := signed(t, sample(t, "insureRequest.xml"), testKey)
-	first, firstRaw := post(t, tester, sidecarURL, msg)
+	first, firstRaw := postWith(t, gw.Client, sidecarURL, msg)
 	assertAccepted(t, first)
 	calls := fx.callCount()
 	padded := bytes.Replace(msg, []byte("</requestBody>"), []byte("<!--"+strings.Repeat("x", 60<<10)+"--></requestBody>"), 1)
-	_, raw := post(t, tester, sidecarURL, padded)
+	_, raw := postWith(t, gw.Client, sidecarURL, padded)
 	if !bytes.Equal(raw, firstRaw) {
 		t.Fatalf("the padded resend was not answered with the stored reply")
 	}
@@ -150,7 +150,7 @@ func TestPaddedReplayKeepsABoundedJournal(t *testing.T) {
 	}
 	uuid := between(string(msg), "<requestUUID>", "</requestUUID>")
 	var replay journalView
-	for _, e := range journalEntries(t, uuid, 2) {
+	for _, e := range journalEntries(t, gw.Admin, uuid, 2) {
 		if e.Outcome == "replay" {
 			replay = e
 		}
@@ -195,7 +195,7 @@ func TestCoreSeesItsOwnHost(t *testing.T) {
 // password) is for operators, in the journal.
 func TestCoreErrorTextStaysInTheJournal(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, guardedConfig(t, fx))
+	gw := startInProcess(t, fx, guardedGlobal)
 	const leak = `{"accepted":false,"message":"NullPointerException at Dao.java:42 password=hunter2"}`
 	for _, status := range []int{http.StatusBadRequest, http.StatusUnprocessableEntity} {
 		answer := leak
@@ -209,14 +209,14 @@ func TestCoreErrorTextStaysInTheJournal(t *testing.T) {
 			io.WriteString(w, answer)
 		})
 		msg := signed(t, sample(t, "insureRequest.xml"), testKey)
-		reply, raw := post(t, tester, sidecarURL, msg)
+		reply, raw := postWith(t, gw.Client, sidecarURL, msg)
 		if got := text(reply, "resultMessage"); got != "核心系统拒绝请求(HTTP "+strconv.Itoa(status)+")" {
 			t.Errorf("HTTP %d: resultMessage %q", status, got)
 		}
 		if bytes.Contains(raw, []byte("hunter2")) || bytes.Contains(raw, []byte("NullPointer")) {
 			t.Errorf("HTTP %d: the core's text reached the platform:\n%s", status, raw)
 		}
-		e := journalEntry(t, between(string(msg), "<requestUUID>", "</requestUUID>"))
+		e := journalEntry(t, gw.Admin, between(string(msg), "<requestUUID>", "</requestUUID>"))
 		if e.Outcome != "core_rejected" || !strings.Contains(e.CoreReply, "NullPointerException") {
 			t.Errorf("HTTP %d: journal %+v, want core_rejected with the core's text", status, e)
 		}
@@ -227,7 +227,7 @@ func TestCoreErrorTextStaysInTheJournal(t *testing.T) {
 		w.WriteHeader(http.StatusUnprocessableEntity)
 		io.WriteString(w, `{"accepted":false,"message":"投保人不在白名单"}`)
 	})
-	reply, _ := post(t, tester, sidecarURL, signed(t, sample(t, "insureRequest.xml"), testKey))
+	reply, _ := postWith(t, gw.Client, sidecarURL, signed(t, sample(t, "insureRequest.xml"), testKey))
 	assertRefused(t, reply, "投保人不在白名单")
 }
 
@@ -236,7 +236,7 @@ func TestCoreErrorTextStaysInTheJournal(t *testing.T) {
 // an unsigned fixed message, no core call and no record.
 func TestRequestUUIDIsChecked(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, guardedConfig(t, fx))
+	gw := startInProcess(t, fx, guardedGlobal)
 	cases := map[string]string{
 		"CR LF":      "abc&#xD;&#xA;Injected: 1",
 		"DEL":        "abc\x7fdef",
@@ -249,7 +249,7 @@ func TestRequestUUIDIsChecked(t *testing.T) {
 			msg := resignKeepingUUID(t, sample(t, "claimRequest.xml"), "PLACEHOLDER-UUID")
 			msg = bytes.Replace(msg, []byte("PLACEHOLDER-UUID"), []byte(id), 1)
 			before := fx.callCount()
-			reply, raw := post(t, tester, sidecarURL, msg)
+			reply, raw := postWith(t, gw.Client, sidecarURL, msg)
 			assertRefused(t, reply, "requestUUID")
 			if reply.Sign != "" || len(raw) > 1024 || bytes.Contains(raw, []byte("Injected")) {
 				t.Errorf("want a short unsigned refusal repeating nothing:\n%.300s", raw)
@@ -262,7 +262,7 @@ func TestRequestUUIDIsChecked(t *testing.T) {
 	var unknown []struct {
 		Key string `json:"key"`
 	}
-	adminJSON(t, http.MethodGet, "/gongbao/requests?state=unknown", "", http.StatusOK, &unknown)
+	adminJSONWith(t, gw.Admin, http.MethodGet, "/gongbao/requests?state=unknown", "", http.StatusOK, &unknown)
 	if len(unknown) != 0 {
 		t.Errorf("records left unknown: %+v", unknown)
 	}
@@ -391,23 +391,23 @@ type journalView struct {
 }
 
 // journalEntries waits for n journal entries of a requestUUID (the
-// journal is written in the background).
-func journalEntries(t *testing.T, uuid string, n int) []journalView {
+// journal is written in the background), read through admin (gw.Admin).
+func journalEntries(t *testing.T, admin *http.Client, uuid string, n int) []journalView {
 	t.Helper()
 	var out struct {
 		Exchanges []journalView `json:"exchanges"`
 	}
 	waitFor(t, func() bool {
-		adminJSON(t, http.MethodGet, "/gongbao/journal?request_uuid="+url.QueryEscape(uuid), "", http.StatusOK, &out)
+		adminJSONWith(t, admin, http.MethodGet, "/gongbao/journal?request_uuid="+url.QueryEscape(uuid), "", http.StatusOK, &out)
 		return len(out.Exchanges) >= n
 	})
 	return out.Exchanges
 }
 
 // journalEntry is the one journal entry of a requestUUID.
-func journalEntry(t *testing.T, uuid string) journalView {
+func journalEntry(t *testing.T, admin *http.Client, uuid string) journalView {
 	t.Helper()
-	return journalEntries(t, uuid, 1)[0]
+	return journalEntries(t, admin, uuid, 1)[0]
 }
 
 // TestCapturedMessageManipulations: edits of a genuine signed message that
@@ -415,7 +415,7 @@ func journalEntry(t *testing.T, uuid string) journalView {
 // gets are refused, and the core is not called.
 func TestCapturedMessageManipulations(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, guardedConfig(t, fx))
+	gw := startInProcess(t, fx, guardedGlobal)
 	cases := []struct {
 		name  string
 		edits []string // old, new pairs
@@ -439,7 +439,7 @@ func TestCapturedMessageManipulations(t *testing.T) {
 				t.Fatal("the edit changed V: the signature no longer verifies, so this is no manipulation")
 			}
 			before := fx.callCount()
-			reply, raw := post(t, tester, sidecarURL, edited)
+			reply, raw := postWith(t, gw.Client, sidecarURL, edited)
 			assertRefused(t, reply, tc.want)
 			if fx.callCount() != before {
 				t.Fatal("the core was called")
@@ -450,7 +450,7 @@ func TestCapturedMessageManipulations(t *testing.T) {
 			if tc.name == "field renamed" {
 				// Operators still learn which element it was.
 				uuid := between(string(edited), "<requestUUID>", "</requestUUID>")
-				if e := journalEntry(t, uuid); !strings.Contains(e.Error, "element ProjectTyp") {
+				if e := journalEntry(t, gw.Admin, uuid); !strings.Contains(e.Error, "element ProjectTyp") {
 					t.Errorf("the journal does not name the unknown element: %q", e.Error)
 				}
 			}

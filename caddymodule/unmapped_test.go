@@ -27,15 +27,15 @@ func TestUnmappedElementsAreVisible(t *testing.T) {
 		t.Fatal(err)
 	}
 	fx := startCore(t)
-	tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "mappings "+dir, ""))
+	gw := startInProcess(t, fx, "mappings "+dir)
 
-	before := scrape(t)
+	before := gw.scrape(t)
 	plain := insureSample(t, testKey)
-	post(t, tester, sidecarURL, plain)
+	postWith(t, gw.Client, sidecarURL, plain)
 	extra := insureSample(t, testKey, "<requestBody>", "<requestBody><NewPlatformField>1</NewPlatformField>",
 		"<sumAmount>40000.00</sumAmount>", "<sumAmount>40000.00</sumAmount><channel>web</channel>")
-	reply, raw := post(t, tester, sidecarURL, extra)
-	after := scrape(t)
+	reply, raw := postWith(t, gw.Client, sidecarURL, extra)
+	after := gw.scrape(t)
 
 	if text(reply, "resultFlag") != "true" {
 		t.Fatalf("refused:\n%s", raw)
@@ -47,10 +47,10 @@ func TestUnmappedElementsAreVisible(t *testing.T) {
 		t.Errorf("an unmapped element's text reached the core: %s", call.Body)
 	}
 	uuid := between(string(extra), "<requestUUID>", "</requestUUID>")
-	if got, want := journalEntry(t, uuid).Unmapped, []string{"NewPlatformField", "policyInfo/channel"}; !slices.Equal(got, want) {
+	if got, want := journalEntry(t, gw.Admin, uuid).Unmapped, []string{"NewPlatformField", "policyInfo/channel"}; !slices.Equal(got, want) {
 		t.Errorf("journal unmapped = %q, want %q", got, want)
 	}
-	if got := journalEntry(t, between(string(plain), "<requestUUID>", "</requestUUID>")).Unmapped; got != nil {
+	if got := journalEntry(t, gw.Admin, between(string(plain), "<requestUUID>", "</requestUUID>")).Unmapped; got != nil {
 		t.Errorf("journal unmapped of a fully mapped request = %q, want none", got)
 	}
 	series := `gongbao_unmapped_elements_total{message="insureRequest"}`
