@@ -16,8 +16,6 @@ import (
 	"github.com/caddy-gongbao/gongbao/internal/mockcore"
 )
 
-// eventsURL is the test Caddy's core-facing events intake.
-
 // platformFixture stands in for 工保网's callback endpoint: it verifies
 // every callback's signature and answers with a signed reply.
 type platformFixture struct {
@@ -118,10 +116,18 @@ func callbackGlobal(platformURL string) string {
 	return fmt.Sprintf("insurance_code PICC-TEST\n\t\tcallbacks {\n\t\t\tbase %s\n\t\t\tpoll_interval 50ms\n\t\t}", platformURL)
 }
 
-// postEvent posts a core event and decodes the intake's JSON answer.
+// postEvent posts a core event to the test Caddy's intake and decodes
+// the intake's JSON answer.
 func postEvent(t *testing.T, event, body string, header ...string) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, eventsURL+event, strings.NewReader(body))
+	return postEventTo(t, eventsSite, event, body, header...)
+}
+
+// postEventTo is postEvent to the intake at base (an inProcess's
+// serveEvents).
+func postEventTo(t *testing.T, base, event, body string, header ...string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/events/"+event, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
@@ -245,20 +251,23 @@ func waitDelivered(t *testing.T, id any, out any) {
 	}
 }
 
+// TestBadEvents: the intake refuses an event it cannot deliver, saying
+// why, and nothing reaches the platform.
 func TestBadEvents(t *testing.T) {
 	platform := startPlatform(t)
 	fx := startCore(t)
-	startSidecar(t, callbackConfig(t, fx.srv.Listener.Addr().String(), platform.srv.URL))
+	gw := startInProcess(t, fx, callbackGlobal(platform.srv.URL))
+	events := gw.serveEvents(t)
 
-	status, out := postEvent(t, "policy-paid", `{"eventId":"e1","proposalNo":"TB1","payType":"3","paidAt":"2019-04-20T15:28:39+08:00","policyUrl":"http://x/p.pdf"}`)
+	status, out := postEventTo(t, events, "policy-paid", `{"eventId":"e1","proposalNo":"TB1","payType":"3","paidAt":"2019-04-20T15:28:39+08:00","policyUrl":"http://x/p.pdf"}`)
 	if status != http.StatusBadRequest || out["field"] != "policyNo" || !strings.Contains(fmt.Sprint(out["message"]), "policyNo") {
 		t.Errorf("missing policyNo: %d %v", status, out)
 	}
-	status, out = postEvent(t, "policy-paid", `{not json`)
+	status, out = postEventTo(t, events, "policy-paid", `{not json`)
 	if status != http.StatusBadRequest || out["error"] != "invalid_event" {
 		t.Errorf("not JSON: %d %v", status, out)
 	}
-	status, out = postEvent(t, "policy-cancelled", `{}`)
+	status, out = postEventTo(t, events, "policy-cancelled", `{}`)
 	if status != http.StatusNotFound || !strings.Contains(fmt.Sprint(out["message"]), "policy-paid") {
 		t.Errorf("unknown event: %d %v", status, out)
 	}

@@ -68,14 +68,14 @@ func TestInboundLifecycle(t *testing.T) {
 // TestPathNamesTheMessage covers /gongbao/<rootElement> and its mismatch.
 func TestPathNamesTheMessage(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""))
+	gw := startInProcess(t, fx, "")
 	insure := signed(t, sample(t, "insureRequest.xml"), testKey)
 
-	reply, _ := post(t, tester, sidecarURL+"/insureRequest", insure)
+	reply, _ := postWith(t, gw.Client, sidecarURL+"/insureRequest", insure)
 	assertAccepted(t, reply)
 
 	before := fx.callCount()
-	reply, raw := post(t, tester, sidecarURL+"/claimRequest", signed(t, sample(t, "insureRequest.xml"), testKey))
+	reply, raw := postWith(t, gw.Client, sidecarURL+"/claimRequest", signed(t, sample(t, "insureRequest.xml"), testKey))
 	assertRefused(t, reply, "报文根节点与请求地址不符")
 	if reply.Sign != "" || strings.Contains(string(raw), "claimRequest") {
 		t.Errorf("the refusal must be unsigned and must not repeat the path:\n%s", raw)
@@ -89,8 +89,8 @@ func TestPathNamesTheMessage(t *testing.T) {
 // platform as resultFlag=false with the core's message.
 func TestBusinessRefusalPassesThrough(t *testing.T) {
 	fx := startCore(t)
-	tester := startSidecar(t, sidecarConfig(t, fx.srv.Listener.Addr().String(), "", ""))
-	reply, _ := post(t, tester, sidecarURL, signed(t, sample(t, "claimRequest.xml"), testKey))
+	gw := startInProcess(t, fx, "")
+	reply, _ := postWith(t, gw.Client, sidecarURL, signed(t, sample(t, "claimRequest.xml"), testKey))
 	assertRefused(t, reply, "保单 "+samplePolicyNo+" 不存在或未生效")
 	if fx.callCount() != 1 {
 		t.Errorf("core calls = %d, want 1", fx.callCount())

@@ -28,7 +28,6 @@ var (
 	sidecarSite string // the site of the platform endpoint
 	sidecarURL  string // the platform endpoint
 	eventsSite  string // the site of the events intake
-	eventsURL   string // the events intake
 	httpPort    int
 	httpsPort   int
 )
@@ -47,7 +46,6 @@ func pickTestPorts() error {
 	sidecarSite = fmt.Sprintf("http://localhost:%d", httpPort)
 	sidecarURL = sidecarSite + "/gongbao"
 	eventsSite = fmt.Sprintf("http://localhost:%d", ports[3])
-	eventsURL = eventsSite + "/events/"
 	return nil
 }
 

@@ -2,8 +2,9 @@ package caddymodule_test
 
 // The forgery routes of SECURITY.md, each tried as an attacker would,
 // against the reference core: through real Caddy and real HTTP where the
-// route involves Caddy's wiring (hosts, timeouts, the admin API), against
-// the handler in process otherwise.
+// route involves Caddy's wiring (hosts, timeouts, a client hanging up),
+// against the handler in process otherwise, reading the journal and the
+// records through the admin API's own handlers (inProcess.Admin).
 
 import (
 	"bytes"
