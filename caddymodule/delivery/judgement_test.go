@@ -290,9 +290,19 @@ func TestAttemptsFollowPolicyURL(t *testing.T) {
 		dead := env.waitState(doomed.ID, StateDead, 30*time.Second)
 
 		// A second delivery starts under the wrong address; the fix lands
-		// after its first failure.
+		// after its first failure. It is queued through a second, never
+		// started engine whose deadline is the default: with the doomed
+		// one's 3 h (3 s of wall time) it could die before the fix landed
+		// on a busy machine, where every retry costs a River completion
+		// batch (250 ms of wall time, 15 min of schedule time) or more.
+		// The started engine delivers it like any other.
+		env.cfg.Deadline = DefaultDeadline
+		patient := env.newEngine()
 		pendingN := env.newDelivery("pending", "")
-		pending := env.enqueue(pendingN)
+		pending, created, err := patient.Enqueue(context.Background(), pendingN)
+		if err != nil || !created {
+			t.Fatalf("enqueue pending: created=%v, %v", created, err)
+		}
 		env.waitFor("a failed attempt", 20*time.Second, func() bool { return env.get(pending.ID).AttemptCount >= 1 })
 		right := env.plat.url()
 		env.setPolicy(func(p *Policy) { p.URLs = map[string]string{"policy-paid": right} })
