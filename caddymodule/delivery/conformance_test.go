@@ -51,7 +51,7 @@ func TestDeliversOne(t *testing.T) {
 // caller's enqueue is what most other tests do; this one shares group
 // transactions), then drained; the test logs both rates.
 func TestThousandDelivered(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, b backend) {
+	forEachBackendFirst(t, func(t *testing.T, b backend) {
 		const n, callers = 1000, 20
 		env := newTestEnv(t, b, noStart, withWorkers(20))
 		deliveries := make([]NewDelivery, n)
