@@ -16,5 +16,6 @@ func TestMain(m *testing.M) {
 	if !set {
 		flag.Set("test.parallel", "4") //nolint:errcheck // a known flag
 	}
+	defer removeSQLiteTemplate()
 	m.Run() // its status is the test binary's
 }

@@ -14,7 +14,7 @@ import (
 // began, never sooner — instead of waiting minutes for River's rescuer.
 func TestRestartReclaimsRunningAttempts(t *testing.T) {
 	t.Parallel()
-	env := newTestEnv(t, backend{store.DriverSQLite, openSQLite}, noStart)
+	env := newTestEnv(t, backend{name: store.DriverSQLite, open: openSQLite, migrated: openMigratedSQLite}, noStart)
 	ctx := context.Background()
 	var path string
 	if err := env.db.SQL.QueryRowContext(ctx, `SELECT file FROM pragma_database_list WHERE name = 'main'`).Scan(&path); err != nil {
