@@ -99,7 +99,7 @@ const memoryDir = "/dev/shm"
 // sqliteDir is a fresh directory for one test's database, removed when the
 // test ends. It is RAM-backed where possible: the store runs SQLite with
 // synchronous=FULL, and on the CI machine's virtual disk the fsyncs made
-// TestThousandDelivered/sqlite a third slower (58 s against 44 s), while
+// the 1,000-delivery backlog test on SQLite a third slower (58 s against 44 s), while
 // no test can observe durability across a power cut anyway. Every
 // statement, lock and WAL write is the same as on a disk.
 func sqliteDir(t testing.TB) string {
