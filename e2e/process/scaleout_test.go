@@ -357,10 +357,16 @@ func TestScaleOutTwoInstancesPostgres(t *testing.T) {
 	if !pollUntil(30*time.Second, func() bool { return plat.heldNow() >= 1 }) {
 		t.Fatal("no callback reached the platform")
 	}
-	// The victim is an instance with an attempt running.
+	// The victim is an instance with an attempt of a held callback running
+	// (another callback's attempt may look running for the instant it is
+	// sent, and be over by the kill).
+	heldIDs := make([]int64, len(hold))
+	for i, e := range hold {
+		heldIDs[i] = e.ID
+	}
 	var victimName string
 	if !pollUntil(10*time.Second, func() bool {
-		victimName = runningAttemptInstance(t, dsn, schema)
+		victimName = runningAttemptInstance(t, dsn, schema, heldIDs)
 		return victimName != ""
 	}) {
 		t.Fatal("no attempt recorded as running while the platform holds one")
@@ -446,12 +452,13 @@ func TestScaleOutTwoInstancesPostgres(t *testing.T) {
 		requestRecovered.Round(100*time.Millisecond), callbacksRecovered.Round(100*time.Millisecond))
 }
 
-// runningAttemptInstance names the instance of an attempt recorded as
-// running, read straight from PostgreSQL ("" if none).
-func runningAttemptInstance(t testing.TB, dsn, schema string) string {
+// runningAttemptInstance names the instance of an attempt of one of the
+// given deliveries recorded as running, read straight from PostgreSQL
+// ("" if none).
+func runningAttemptInstance(t testing.TB, dsn, schema string, deliveries []int64) string {
 	t.Helper()
 	for _, name := range []string{"scale-a", "scale-b"} {
-		if countRows(t, dsn, schema, "gongbao_delivery_attempts", "ended = 0 AND instance = $1", name) > 0 {
+		if countRows(t, dsn, schema, "gongbao_delivery_attempts", "ended = 0 AND instance = $1 AND delivery_id = ANY($2)", name, deliveries) > 0 {
 			return name
 		}
 	}
