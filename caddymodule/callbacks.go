@@ -190,24 +190,14 @@ type deliveries struct {
 	started bool
 }
 
-// newDeliveries builds the engine on a freshly opened store.
-func newDeliveries(ctx context.Context, h *storeHandle, cfg *CallbackConfig, instance string, log *slog.Logger) (*deliveries, error) {
+// newDeliveries builds the engine on a freshly opened store, with the
+// handle's callback settings.
+func newDeliveries(ctx context.Context, h *storeHandle, log *slog.Logger) (*deliveries, error) {
 	d := new(deliveries)
 	d.policy.Store(new(delivery.Policy))
-	engine, err := delivery.New(ctx, delivery.Config{
-		Store:          h.db,
-		Policy:         d.policy.Load,
-		OnAttempt:      countCallbackAttempt,
-		Clock:          deliveryClock,
-		AttemptTimeout: time.Duration(cfg.AttemptTimeout),
-		Deadline:       time.Duration(cfg.Deadline),
-		RescueAfter:    time.Duration(cfg.RescueAfter),
-		StopGrace:      time.Duration(cfg.StopGrace),
-		Instance:       instance,
-		MaxWorkers:     cfg.Workers,
-		PollInterval:   time.Duration(cfg.PollInterval),
-		Logger:         log,
-	})
+	dcfg := h.engineSettings
+	dcfg.Store, dcfg.Policy, dcfg.OnAttempt, dcfg.Clock, dcfg.Logger = h.db, d.policy.Load, countCallbackAttempt, deliveryClock, log
+	engine, err := delivery.New(ctx, dcfg)
 	if err != nil {
 		return nil, err
 	}

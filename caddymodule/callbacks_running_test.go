@@ -14,18 +14,18 @@ import (
 // whose delivery engine runs with other settings gets one warning per
 // differing setting, with both values; defaults count as their values.
 func TestReloadWarnsOfIgnoredCallbackSettings(t *testing.T) {
-	running := &storeHandle{engineSettings: engineSettingsOf(&CallbackConfig{Workers: 4}, "host-a")}
+	running := &storeHandle{engineSettings: deliverySettings(&CallbackConfig{Workers: 4}, "host-a")}
 	core, logs := observer.New(zapcore.WarnLevel)
 	log := zap.New(core)
 
-	running.warnIfEngineDiffers(log, engineSettingsOf(&CallbackConfig{
+	running.warnIfEngineDiffers(log, deliverySettings(&CallbackConfig{
 		Workers: 4, AttemptTimeout: caddy.Duration(30 * time.Second), // the default, said explicitly
 	}, "host-a"))
 	if n := logs.Len(); n != 0 {
 		t.Fatalf("same settings: %d warnings: %v", n, logs.All())
 	}
 
-	running.warnIfEngineDiffers(log, engineSettingsOf(&CallbackConfig{
+	running.warnIfEngineDiffers(log, deliverySettings(&CallbackConfig{
 		Workers: 8, AttemptTimeout: caddy.Duration(10 * time.Second),
 	}, "host-a"))
 	want := []map[string]any{

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-gongbao/gongbao/caddymodule/delivery"
 	"github.com/caddy-gongbao/gongbao/caddymodule/store"
 )
 
@@ -42,8 +43,9 @@ type storeHandle struct {
 	idempotency *store.Idempotency
 	deliveries  *deliveries
 	journal     *journalWriter
-	// engineSettings are those the delivery engine was opened with.
-	engineSettings engineSettings
+	// engineSettings are the callback settings the delivery engine was
+	// opened with (deliverySettings).
+	engineSettings delivery.Config
 }
 
 // Destruct stops delivering and closes the store when the last config
@@ -94,7 +96,7 @@ func poolKey(cfg store.Config) string {
 // delivery engine) on first use.
 func openStore(ctx caddy.Context, cfg store.Config, callbacks *CallbackConfig, instance string) (*storeHandle, string, error) {
 	key := poolKey(cfg)
-	settings := engineSettingsOf(callbacks, instance)
+	settings := deliverySettings(callbacks, instance)
 	val, loaded, err := stores.LoadOrNew(key, func() (caddy.Destructor, error) {
 		openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
@@ -108,7 +110,7 @@ func openStore(ctx caddy.Context, cfg store.Config, callbacks *CallbackConfig, i
 			// Several instances on PostgreSQL: leases on the database's clock.
 			h.idempotency.DatabaseClock = true
 			if journal, err = store.NewJournal(openCtx, db); err == nil {
-				h.deliveries, err = newDeliveries(openCtx, h, callbacks, instance, ctx.Slogger())
+				h.deliveries, err = newDeliveries(openCtx, h, ctx.Slogger())
 			}
 		}
 		if err != nil {

@@ -343,6 +343,20 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Policy == nil {
 		return c, fmt.Errorf("%w: no policy", ErrInvalid)
 	}
+	c = c.WithDefaults()
+	if c.StopGrace < c.AttemptTimeout {
+		return c, fmt.Errorf("%w: stop grace %s is shorter than the attempt timeout %s", ErrInvalid, c.StopGrace, c.AttemptTimeout)
+	}
+	if c.RescueAfter <= c.jobTimeout() {
+		return c, fmt.Errorf("%w: rescue after %s must exceed the attempt timeout plus %s (%s)", ErrInvalid, c.RescueAfter, recordMargin, c.jobTimeout())
+	}
+	return c, nil
+}
+
+// WithDefaults is c with every unset setting at its default, as New runs
+// it. A caller comparing what it configures with what an engine runs
+// reads the defaults here rather than restating them.
+func (c Config) WithDefaults() Config {
 	if c.AttemptTimeout <= 0 {
 		c.AttemptTimeout = DefaultAttemptTimeout
 	}
@@ -352,17 +366,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StopGrace <= 0 {
 		c.StopGrace = c.AttemptTimeout
 	}
-	if c.StopGrace < c.AttemptTimeout {
-		return c, fmt.Errorf("%w: stop grace %s is shorter than the attempt timeout %s", ErrInvalid, c.StopGrace, c.AttemptTimeout)
-	}
 	if c.Instance == "" {
 		c.Instance, _ = os.Hostname()
 	}
 	if c.RescueAfter <= 0 {
 		c.RescueAfter = DefaultRescueAfter(c.AttemptTimeout)
-	}
-	if c.RescueAfter <= c.jobTimeout() {
-		return c, fmt.Errorf("%w: rescue after %s must exceed the attempt timeout plus %s (%s)", ErrInvalid, c.RescueAfter, recordMargin, c.jobTimeout())
 	}
 	if c.MaxWorkers <= 0 {
 		c.MaxWorkers = DefaultMaxWorkers
@@ -379,7 +387,7 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return c, nil
+	return c
 }
 
 // Start starts delivering. ctx bounds only the start-up; the engine runs
